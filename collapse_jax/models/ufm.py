@@ -1,0 +1,192 @@
+"""Unconstrained features model (UFM): free features H and a linear classifier W.
+
+Loss, averaged over the N samples, with weight decay λ/2‖·‖²_F (Zhu et al. 2021,
+arXiv 2105.02375; Zhou et al. 2022, arXiv 2203.01238):
+
+  mse: 1/(2N) ‖W H + b 1ᵀ − Y‖²_F + λ_W/2 ‖W‖²_F + λ_H/2 ‖H‖²_F + λ_b/2 ‖b‖²
+  ce:  1/N Σ_i CE(W h_i + b, y_i)   + the same regularisers
+
+H is ``[d, N]`` (columns are samples, ordered by class), W is ``[K, d]``, b is ``[K]``.
+Trained full batch by gradient descent, heavy-ball momentum or Adam (optax).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+
+from collapse_jax import metrics as M
+from collapse_jax._config import (
+    check_choice,
+    check_dtype,
+    check_int,
+    check_range,
+)
+
+__all__ = ["Config", "State", "init", "loss", "observe", "step"]
+
+
+@struct.dataclass
+class Config:
+    """UFM hyperparameters. Sizes and code paths are static; floats can be swept."""
+
+    num_classes: int = struct.field(pytree_node=False, default=4)
+    dim: int = struct.field(pytree_node=False, default=8)
+    per_class: int | tuple[int, ...] = struct.field(pytree_node=False, default=5)
+    loss: str = struct.field(pytree_node=False, default="mse")
+    bias: bool = struct.field(pytree_node=False, default=False)
+    optimizer: str = struct.field(pytree_node=False, default="gd")
+    dtype: str = struct.field(pytree_node=False, default="float32")
+    lambda_w: float = 5e-3
+    lambda_h: float = 5e-3
+    lambda_b: float = 0.0
+    lr: float = 0.1
+    momentum: float = 0.9
+    init_scale: float = 0.1
+
+    def __post_init__(self):
+        check_int("num_classes", self.num_classes, 2)
+        check_int("dim", self.dim, 1)
+        if isinstance(self.per_class, tuple | list):
+            if len(self.per_class) != self.num_classes:
+                raise ValueError(
+                    f"per_class has {len(self.per_class)} counts; allowed: one per class "
+                    f"(num_classes={self.num_classes}) or a single int"
+                )
+            for k, n in enumerate(self.per_class):
+                check_int(f"per_class[{k}]", n, 1)
+            object.__setattr__(self, "per_class", tuple(int(n) for n in self.per_class))
+        else:
+            check_int("per_class", self.per_class, 1)
+        check_choice("loss", self.loss, ("mse", "ce"))
+        check_choice("bias", self.bias, (True, False))
+        check_choice("optimizer", self.optimizer, ("gd", "momentum", "adam"))
+        check_dtype("dtype", self.dtype)
+        check_range("lambda_w", self.lambda_w, 0.0, low_open=True)
+        check_range("lambda_h", self.lambda_h, 0.0, low_open=True)
+        check_range("lambda_b", self.lambda_b, 0.0)
+        check_range("lr", self.lr, 0.0, low_open=True)
+        check_range("momentum", self.momentum, 0.0, 1.0, high_open=True)
+        check_range("init_scale", self.init_scale, 0.0)
+
+    @property
+    def counts(self) -> tuple[int, ...]:
+        """Samples per class, ``K`` ints."""
+        if isinstance(self.per_class, tuple):
+            return self.per_class
+        return (self.per_class,) * self.num_classes
+
+    @property
+    def num_samples(self) -> int:
+        return sum(self.counts)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """``[N]`` class of each column of H (sorted by class)."""
+        return np.repeat(np.arange(self.num_classes), self.counts)
+
+
+class Params(NamedTuple):
+    W: jax.Array  # [K, d]
+    H: jax.Array  # [d, N]
+    b: jax.Array  # [K]
+
+
+class State(NamedTuple):
+    params: Params
+    opt_state: Any
+
+
+def _optimizer(cfg: Config) -> optax.GradientTransformation:
+    if cfg.optimizer == "gd":
+        return optax.sgd(cfg.lr)
+    if cfg.optimizer == "momentum":
+        return optax.sgd(cfg.lr, momentum=cfg.momentum)
+    return optax.adam(cfg.lr)
+
+
+def init(key: jax.Array, cfg: Config) -> State:
+    """Gaussian W, H with std ``init_scale``; b = 0."""
+    kw, kh = jax.random.split(key)
+    dtype = jnp.dtype(cfg.dtype)
+    K, d, N = cfg.num_classes, cfg.dim, cfg.num_samples
+    params = Params(
+        W=cfg.init_scale * jax.random.normal(kw, (K, d), dtype),
+        H=cfg.init_scale * jax.random.normal(kh, (d, N), dtype),
+        b=jnp.zeros((K,), dtype),
+    )
+    return State(params, _optimizer(cfg).init(params))
+
+
+def _logits(p: Params, cfg: Config) -> jax.Array:
+    """``[K, N]``."""
+    out = p.W @ p.H
+    return out + p.b[:, None] if cfg.bias else out
+
+
+def loss(params: Params, cfg: Config) -> jax.Array:
+    """The regularised training loss (a scalar)."""
+    labels = jnp.asarray(cfg.labels)
+    logits = _logits(params, cfg)
+    N = cfg.num_samples
+    if cfg.loss == "mse":
+        Y = jax.nn.one_hot(labels, cfg.num_classes, dtype=logits.dtype).T
+        fit = jnp.sum((logits - Y) ** 2) / (2 * N)
+    else:
+        logp = jax.nn.log_softmax(logits, axis=0)
+        fit = -jnp.mean(logp[labels, jnp.arange(N)])
+    reg = cfg.lambda_w / 2 * jnp.sum(params.W**2) + cfg.lambda_h / 2 * jnp.sum(
+        params.H**2
+    )
+    if cfg.bias:
+        reg = reg + cfg.lambda_b / 2 * jnp.sum(params.b**2)
+    return fit + reg
+
+
+def step(state: State, cfg: Config) -> State:
+    """One full-batch optimiser step."""
+    grads = jax.grad(loss)(state.params, cfg)
+    updates, opt_state = _optimizer(cfg).update(grads, state.opt_state, state.params)
+    return State(optax.apply_updates(state.params, updates), opt_state)
+
+
+def observe(state: State, cfg: Config) -> dict[str, jax.Array]:
+    """Loss, gradient norm, NC1–NC4, CDNV, norms and mean class logits.
+
+    Shapes: scalars, except ``w_norm`` and ``h_norm`` (per class, ``[K]``) and
+    ``class_logits`` (``[K, K]``, row k = mean logits of class k's samples).
+    """
+    p = state.params
+    K = cfg.num_classes
+    labels = jnp.asarray(cfg.labels)
+    H = p.H.T  # metrics take samples as rows
+    b = p.b if cfg.bias else None
+    value, grads = jax.value_and_grad(loss)(p, cfg)
+    grad_norm = jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree.leaves(grads)))
+    means, _ = M.class_means(H, labels, K)
+    centred = means - H.mean(axis=0)
+    logits = _logits(p, cfg).T
+    class_logits, _ = M.class_means(logits, labels, K)
+    return {
+        "loss": value,
+        "grad_norm": grad_norm,
+        "nc1": M.nc1(H, labels, K),
+        "nc2_h": M.nc2_etf_distance(centred),
+        "nc2_w": M.nc2_etf_distance(p.W),
+        "equinorm_h": M.equinorm(centred),
+        "equinorm_w": M.equinorm(p.W),
+        "equiangular_h": M.equiangularity(centred),
+        "equiangular_w": M.equiangularity(p.W),
+        "nc3": M.nc3_self_duality(p.W, H, labels, K),
+        "nc4": M.nc4_ncc_mismatch(p.W, H, labels, K, b),
+        "cdnv": M.cdnv(H, labels, K),
+        "w_norm": jnp.linalg.norm(p.W, axis=1),
+        "h_norm": jnp.linalg.norm(means, axis=1),
+        "b_mean": jnp.mean(p.b),
+        "class_logits": class_logits,
+    }
