@@ -123,9 +123,18 @@ def _grid_config(cfg: Any, grid: dict[str, Sequence[float]]):
         columns[name] = values
     product = list(itertools.product(*columns.values()))
     flat = {n: np.array([p[i] for p in product]) for i, n in enumerate(columns)}
-    # Grid values take the model's float dtype so they never promote its state.
-    gridded = cfg.replace(**{n: jnp.asarray(v, dtype) for n, v in flat.items()})
-    return gridded, flat
+    size = len(product)
+    # Every leaf gets the grid axis so one vmap maps the whole Config; float values
+    # take the model's dtype so they never promote its state.
+    leaves = {}
+    for name, field in fields.items():
+        if not field.metadata.get("pytree_node", True):
+            continue
+        value = flat[name] if name in flat else getattr(cfg, name)
+        value = np.asarray(value)
+        cast = dtype if value.dtype.kind == "f" else value.dtype
+        leaves[name] = jnp.broadcast_to(jnp.asarray(value, cast), (size,))
+    return cfg.replace(**leaves), flat
 
 
 def _check_args(steps, seeds, every, chunk):
@@ -161,9 +170,9 @@ class _Compiled:
     def __init__(self, model):
         self.model = model
 
-        def batch(fn, grid, cfg_axis_for_grid=0):
+        def batch(fn, grid):
             seeded = jax.vmap(fn, in_axes=(0, None))
-            return jax.vmap(seeded, in_axes=(0, cfg_axis_for_grid)) if grid else seeded
+            return jax.vmap(seeded, in_axes=(0, 0)) if grid else seeded
 
         def init(keys, cfg, grid):
             one = model.init

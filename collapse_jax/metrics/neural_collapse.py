@@ -122,7 +122,9 @@ def nc4_ncc_mismatch(
 ) -> Array:
     """Fraction of samples where argmax(W h + b) differs from the nearest class mean."""
     means, _ = class_means(H, labels, num_classes)
-    logits = H @ W.T + (0.0 if b is None else b[None, :])
+    logits = H @ W.T
+    if b is not None:
+        logits = logits + b[None, :]
     nearest = jnp.argmin(
         jnp.sum((H[:, None, :] - means[None, :, :]) ** 2, axis=-1), axis=1
     )

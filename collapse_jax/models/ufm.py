@@ -169,7 +169,7 @@ def observe(state: State, cfg: Config) -> dict[str, jax.Array]:
     value, grads = jax.value_and_grad(loss)(p, cfg)
     grad_norm = jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree.leaves(grads)))
     means, _ = M.class_means(H, labels, K)
-    centred = means - H.mean(axis=0)
+    centred = means - H.mean(axis=0)[None, :]
     logits = _logits(p, cfg).T
     class_logits, _ = M.class_means(logits, labels, K)
     return {
