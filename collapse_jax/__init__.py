@@ -1,7 +1,7 @@
 """collapse_jax: toy models of collapse, simulated in JAX and checked against theory."""
 
 from collapse_jax.compare import Agreement, MetricAgreement, compare
-from collapse_jax.simulate import DivergenceWarning, simulate, sweep
+from collapse_jax.simulate import DivergenceWarning, expand_grid, simulate, sweep
 from collapse_jax.trajectory import Divergence, Trajectory
 
 __version__ = "0.1.0"
@@ -13,6 +13,7 @@ __all__ = [
     "MetricAgreement",
     "Trajectory",
     "compare",
+    "expand_grid",
     "simulate",
     "sweep",
 ]

@@ -24,7 +24,7 @@ from collapse_jax import _checkpoint
 from collapse_jax._config import config_to_dict
 from collapse_jax.trajectory import Divergence, Trajectory
 
-__all__ = ["DivergenceWarning", "simulate", "sweep", "seed_keys"]
+__all__ = ["DivergenceWarning", "expand_grid", "seed_keys", "simulate", "sweep"]
 
 # Without a chunk size, runs up to this many steps go in one chunk; longer ones in ~10.
 _ONE_CHUNK_MAX_STEPS = 20_000
@@ -103,6 +103,16 @@ def sweep(
         raise ValueError("grid: give at least one field with values to sweep")
     return _run(model, cfg, dict(grid), steps, seeds, every, key, chunk, progress,
                 checkpoint_dir, devices)
+
+
+def expand_grid(cfg: Any, grid: Mapping[str, Sequence[float]]):
+    """The Config of a ``sweep``: every pytree leaf gets a leading grid axis ``[G]``.
+
+    Returns ``(grid_cfg, values)`` with ``values[name]`` the ``[G]`` flattened product.
+    ``jax.vmap(lambda c: theory.predict(c, t))(grid_cfg)`` evaluates a prediction on
+    the whole grid; ``sweep`` returns the same object as ``trajectory.cfg``.
+    """
+    return _grid_config(cfg, dict(grid))
 
 
 def _grid_config(cfg: Any, grid: dict[str, Sequence[float]]):

@@ -1,0 +1,170 @@
+"""The engine: shapes, determinism, chunking, vmapped seeds, sweeps, divergence, files."""
+
+import os
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import struct
+
+import collapse_jax as cj
+from collapse_jax.models import ufm
+
+CFG = ufm.Config(num_classes=3, dim=4, per_class=3, lr=0.2)
+
+
+def test_trajectory_shapes_and_steps():
+    tr = cj.simulate(ufm, CFG, seeds=3, steps=40, every=10)
+    np.testing.assert_array_equal(tr.steps, [0, 10, 20, 30, 40])
+    np.testing.assert_array_equal(tr.seeds, [0, 1, 2])
+    chex.assert_shape(tr["loss"], (3, 5))
+    chex.assert_shape(tr["w_norm"], (3, 5, 3))
+    chex.assert_shape(tr["class_logits"], (3, 5, 3, 3))
+    chex.assert_tree_all_finite(tr.metrics)
+    assert tr.mean("loss").shape == (5,)
+    assert tr.final("loss").shape == (3,)
+
+
+def test_same_key_gives_identical_bits_and_other_key_differs():
+    a = cj.simulate(ufm, CFG, seeds=2, steps=30, every=10, key=7)
+    b = cj.simulate(ufm, CFG, seeds=2, steps=30, every=10, key=7)
+    c = cj.simulate(ufm, CFG, seeds=2, steps=30, every=10, key=8)
+    np.testing.assert_array_equal(a["loss"], b["loss"])
+    assert not np.array_equal(a["loss"], c["loss"])
+
+
+@pytest.mark.parametrize("chunk", [10, 30, 70])
+def test_chunked_run_equals_unchunked_bit_for_bit(chunk):
+    whole = cj.simulate(ufm, CFG, seeds=3, steps=210, every=10)
+    parts = cj.simulate(ufm, CFG, seeds=3, steps=210, every=10, chunk=chunk)
+    for name in whole.metrics:
+        np.testing.assert_array_equal(whole[name], parts[name], err_msg=name)
+
+
+def test_seed_results_do_not_depend_on_the_other_seeds():
+    many = cj.simulate(ufm, CFG, seeds=4, steps=50, every=25)
+    some = cj.simulate(ufm, CFG, seeds=[1, 3], steps=50, every=25)
+    np.testing.assert_array_equal(many["loss"][[1, 3]], some["loss"])
+
+
+def test_vmapped_seeds_equal_single_seed_runs():
+    batch = cj.simulate(ufm, CFG, seeds=3, steps=60, every=20)
+    for s in range(3):
+        single = cj.simulate(ufm, CFG, seeds=[s], steps=60, every=20)
+        for name in ("loss", "w_norm", "nc1"):
+            # A batched matmul may sum in another order than an unbatched one.
+            np.testing.assert_allclose(batch[name][s], single[name][0], rtol=2e-6,
+                                       atol=1e-7, err_msg=name)
+
+
+def test_sweep_grid_axis_equals_separate_runs():
+    grid = {"lambda_w": [1e-3, 1e-2], "lr": [0.1, 0.2]}
+    tr = cj.sweep(ufm, CFG, grid, seeds=2, steps=40, every=20)
+    chex.assert_shape(tr["loss"], (4, 2, 3))
+    np.testing.assert_allclose(tr.grid["lambda_w"], [1e-3, 1e-3, 1e-2, 1e-2])
+    np.testing.assert_allclose(tr.grid["lr"], [0.1, 0.2, 0.1, 0.2])
+    for g in range(4):
+        cfg = CFG.replace(lambda_w=float(tr.grid["lambda_w"][g]), lr=float(tr.grid["lr"][g]))
+        one = cj.simulate(ufm, cfg, seeds=2, steps=40, every=20)
+        np.testing.assert_allclose(tr["loss"][g], one["loss"], rtol=2e-6)
+
+
+def test_second_call_does_not_recompile():
+    cj.simulate(ufm, CFG, seeds=2, steps=20, every=10)
+    before = cj.simulate.__globals__["_compiled"](ufm).advance._cache_size()
+    cj.simulate(ufm, CFG.replace(lr=0.05, lambda_h=0.02), seeds=2, steps=20, every=10)
+    after = cj.simulate.__globals__["_compiled"](ufm).advance._cache_size()
+    assert after == before  # float hyperparameters are traced, not baked in
+
+
+def test_bad_engine_arguments_raise_clear_errors():
+    with pytest.raises(ValueError, match="every=3 must divide steps=10"):
+        cj.simulate(ufm, CFG, steps=10, every=3)
+    with pytest.raises(ValueError, match="seeds=0"):
+        cj.simulate(ufm, CFG, steps=10, seeds=0)
+    with pytest.raises(ValueError, match="chunk=15 must be a multiple of every=10"):
+        cj.simulate(ufm, CFG, steps=30, every=10, chunk=15)
+    with pytest.raises(ValueError, match="'dim' is a static field"):
+        cj.sweep(ufm, CFG, {"dim": [2, 3]}, steps=10)
+    with pytest.raises(ValueError, match="'nope' is not a field"):
+        cj.sweep(ufm, CFG, {"nope": [1.0]}, steps=10)
+    with pytest.raises(ValueError, match="lambda_w=.* out of range"):
+        cj.sweep(ufm, CFG, {"lambda_w": [1e-3, -1.0]}, steps=10)
+
+
+class _Blowup:
+    """A model whose odd-keyed seeds become inf at step 3 (x ← inf once t = 2)."""
+
+    @struct.dataclass
+    class Config:
+        pass
+
+    @staticmethod
+    def init(key, cfg):
+        return {"x": jnp.ones(()), "t": jnp.zeros((), jnp.int32), "key": key}
+
+    @staticmethod
+    def step(state, cfg):
+        blow = (state["t"] == 2) & (state["key"][1] % 2 == 1)
+        x = jnp.where(blow, jnp.inf, state["x"])
+        return {"x": x, "t": state["t"] + 1, "key": state["key"]}
+
+    @staticmethod
+    def observe(state, cfg):
+        return {"x": state["x"]}
+
+
+def test_divergence_is_reported_with_seed_and_step_and_other_seeds_kept():
+    keys = np.asarray(cj.simulate.__globals__["seed_keys"](0, np.arange(6)))
+    odd = [s for s in range(6) if keys[s, 1] % 2 == 1]
+    assert odd, "need at least one seed whose key word is odd"
+    with pytest.warns(cj.DivergenceWarning, match="diverged"):
+        tr = cj.simulate(_Blowup, _Blowup.Config(), seeds=6, steps=6)
+    assert sorted(d.seed for d in tr.divergences) == odd
+    assert all(d.step == 3 and d.metric == "x" for d in tr.divergences)
+    assert tr.finite.sum() == 6 - len(odd)
+    np.testing.assert_array_equal(tr.mean("x"), np.ones(7))  # finite seeds only
+
+
+def test_trajectory_save_load_roundtrip_and_atomic_write(tmp_path):
+    tr = cj.sweep(ufm, CFG, {"lr": [0.1, 0.2]}, seeds=2, steps=20, every=10)
+    path = tmp_path / "run.npz"
+    tr.save(path)
+    back = cj.Trajectory.load(path)
+    for name in tr.metrics:
+        np.testing.assert_array_equal(tr[name], back[name])
+    np.testing.assert_array_equal(back.grid["lr"], tr.grid["lr"])
+    assert back.cfg.num_classes == CFG.num_classes
+    assert [p.name for p in tmp_path.iterdir()] == ["run.npz"]  # no temp file left
+
+
+def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    tr = cj.simulate(ufm, CFG, steps=10)
+    path = tmp_path / "run.npz"
+
+    def broken_fsync(fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", broken_fsync)
+    with pytest.raises(OSError, match="disk full"):
+        tr.save(path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_compare_uses_seed_standard_error():
+    tr = cj.simulate(ufm, CFG, seeds=8, steps=20, every=10)
+    mean, se = tr.mean("loss")[-1], tr.se("loss")[-1]
+    assert se > 0
+    np.testing.assert_allclose(se, tr.final("loss").std(ddof=1) / np.sqrt(8))
+    inside = cj.compare(tr, {"loss": mean + 3.9 * se}, z=4)
+    outside = cj.compare(tr, {"loss": mean + 4.1 * se}, z=4)
+    assert inside.passed and not outside.passed
+    assert inside["loss"].at == "final"
+    along = cj.compare(tr, {"loss": tr.mean("loss")}, z=0)
+    assert along["loss"].at == "trajectory" and along.passed
+    with pytest.raises(KeyError, match="does not record"):
+        cj.compare(tr, {"nope": 0.0})
+    with pytest.raises(ValueError, match="matches neither"):
+        cj.compare(tr, {"loss": np.zeros(7)})
