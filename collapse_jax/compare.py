@@ -87,12 +87,21 @@ class Agreement:
         """A plain-text table: metric, max |error|, max tolerance, worst ratio, verdict."""
         rows = [("metric", "at", "max |err|", "max tol", "err/tol", "seeds", "ok")]
         for m in self.metrics.values():
-            rows.append((m.metric, m.at, f"{m.max_abs_error:.3g}",
-                         f"{m.summary()['max_tolerance']:.3g}", f"{m.worst:.2f}",
-                         str(m.n_seeds), "pass" if m.passed else "FAIL"))
+            rows.append(
+                (
+                    m.metric,
+                    m.at,
+                    f"{m.max_abs_error:.3g}",
+                    f"{m.summary()['max_tolerance']:.3g}",
+                    f"{m.worst:.2f}",
+                    str(m.n_seeds),
+                    "pass" if m.passed else "FAIL",
+                )
+            )
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True))
-                         for r in rows)
+        return "\n".join(
+            "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows
+        )
 
     def __str__(self) -> str:
         return self.table()
@@ -143,7 +152,7 @@ def compare(
             )
         theory = np.asarray(theory, dtype=np.float64)
         mean, se = trajectory.mean(name), trajectory.se(name)
-        final_shape = mean.shape[:time_axis] + mean.shape[time_axis + 1:]
+        final_shape = mean.shape[:time_axis] + mean.shape[time_axis + 1 :]
         fits_traj = theory.shape == mean.shape
         fits_final = theory.shape == final_shape
         mode = at
@@ -170,9 +179,17 @@ def compare(
         if np.all(no_prediction):
             raise ValueError(f"{name}: the prediction is NaN everywhere")
         out[name] = MetricAgreement(
-            metric=name, at=mode, mean=mean, se=se, theory=theory,
-            error=np.where(no_prediction, 0.0, mean - theory), tolerance=tolerance, n_seeds=n_seeds, z=z,
-            atol=a, rtol=r,
+            metric=name,
+            at=mode,
+            mean=mean,
+            se=se,
+            theory=theory,
+            error=np.where(no_prediction, 0.0, mean - theory),
+            tolerance=tolerance,
+            n_seeds=n_seeds,
+            z=z,
+            atol=a,
+            rtol=r,
         )
     if not out:
         raise ValueError("prediction is empty")

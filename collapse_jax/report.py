@@ -60,8 +60,9 @@ def available() -> list[str]:
     """Names of the experiments shipped with the package."""
     import collapse_jax.experiments as pkg
 
-    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__)
-                  if not m.name.startswith("_"))
+    return sorted(
+        m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_")
+    )
 
 
 def get(name: str) -> ModuleType:
@@ -105,8 +106,9 @@ def run_experiment(name: str, out_dir: str, *, quick: bool = True) -> dict[str, 
         "notes": result.notes,
         "arrays": to_jsonable({k: np.asarray(v) for k, v in result.arrays.items()}),
     }
-    atomic_write_text(os.path.join(target, "results.json"),
-                      json.dumps(record, indent=1))
+    atomic_write_text(
+        os.path.join(target, "results.json"), json.dumps(record, indent=1)
+    )
     return record
 
 
@@ -124,23 +126,31 @@ def write_index(out_dir: str, records: list[dict[str, Any]]) -> str:
         "</style></head><body><h1>collapse_jax: theory vs simulation</h1>",
     ]
     n_pass = sum(r["passed"] for r in records)
-    parts.append(f"<p>{n_pass} of {len(records)} experiments agree with theory.</p><ul>")
+    parts.append(
+        f"<p>{n_pass} of {len(records)} experiments agree with theory.</p><ul>"
+    )
     for r in records:
         verdict = "pass" if r["passed"] else "FAIL"
-        parts.append(f"<li><a href='#{r['name']}'>{html.escape(r['name'])}</a> "
-                     f"<span class='{verdict.lower()}'>{verdict}</span></li>")
+        parts.append(
+            f"<li><a href='#{r['name']}'>{html.escape(r['name'])}</a> "
+            f"<span class='{verdict.lower()}'>{verdict}</span></li>"
+        )
     parts.append("</ul>")
     for r in records:
         verdict = "pass" if r["passed"] else "FAIL"
-        parts.append(f"<h2 id='{r['name']}'>{html.escape(r['name'])} "
-                     f"<span class='{verdict.lower()}'>{verdict}</span></h2>")
+        parts.append(
+            f"<h2 id='{r['name']}'>{html.escape(r['name'])} "
+            f"<span class='{verdict.lower()}'>{verdict}</span></h2>"
+        )
         parts.append(f"<p>{html.escape(r['title'])}</p>")
         parts.append(f"<img src='{r['name']}/figure.png' alt='{r['name']}'>")
         if r["notes"]:
             parts.append(f"<p>{html.escape(r['notes'])}</p>")
-        parts.append("<table><tr><th>comparison</th><th>metric</th><th>at</th>"
-                     "<th>max |err|</th><th>max tol</th><th>err/tol</th><th>seeds</th>"
-                     "<th>z</th><th>verdict</th></tr>")
+        parts.append(
+            "<table><tr><th>comparison</th><th>metric</th><th>at</th>"
+            "<th>max |err|</th><th>max tol</th><th>err/tol</th><th>seeds</th>"
+            "<th>z</th><th>verdict</th></tr>"
+        )
         for label, rows in r["agreement"].items():
             for row in rows:
                 ok = "pass" if row["passed"] else "fail"
@@ -150,15 +160,22 @@ def write_index(out_dir: str, records: list[dict[str, Any]]) -> str:
                     f"<td>{row['max_tolerance']:.3g}</td>"
                     f"<td>{row['worst_error_over_tolerance']:.2f}</td>"
                     f"<td>{row['n_seeds']}</td><td>{row['z']:g}</td>"
-                    f"<td class='{ok}'>{ok}</td></tr>")
+                    f"<td class='{ok}'>{ok}</td></tr>"
+                )
         parts.append("</table>")
         if r["divergences"]:
-            parts.append(f"<p class='fail'>{len(r['divergences'])} diverged runs: "
-                         f"{html.escape(str(r['divergences'][:5]))}</p>")
-        parts.append("<details><summary>config</summary><pre>"
-                     f"{html.escape(json.dumps(r['config'], indent=1))}</pre></details>")
-        parts.append(f"<p><small>{r['seconds']} s; <a href='{r['name']}/results.json'>"
-                     "results.json</a></small></p>")
+            parts.append(
+                f"<p class='fail'>{len(r['divergences'])} diverged runs: "
+                f"{html.escape(str(r['divergences'][:5]))}</p>"
+            )
+        parts.append(
+            "<details><summary>config</summary><pre>"
+            f"{html.escape(json.dumps(r['config'], indent=1))}</pre></details>"
+        )
+        parts.append(
+            f"<p><small>{r['seconds']} s; <a href='{r['name']}/results.json'>"
+            "results.json</a></small></p>"
+        )
     parts.append("</body></html>")
     path = os.path.join(out_dir, "index.html")
     atomic_write_text(path, "\n".join(parts))

@@ -73,8 +73,19 @@ def simulate(
     Returns:
       A ``Trajectory`` with metrics ``[S, T, ...]``, ``T = steps // every + 1``.
     """
-    return _run(model, cfg, {}, steps, seeds, every, key, chunk, progress,
-                checkpoint_dir, devices)
+    return _run(
+        model,
+        cfg,
+        {},
+        steps,
+        seeds,
+        every,
+        key,
+        chunk,
+        progress,
+        checkpoint_dir,
+        devices,
+    )
 
 
 def sweep(
@@ -101,8 +112,19 @@ def sweep(
     """
     if not grid:
         raise ValueError("grid: give at least one field with values to sweep")
-    return _run(model, cfg, dict(grid), steps, seeds, every, key, chunk, progress,
-                checkpoint_dir, devices)
+    return _run(
+        model,
+        cfg,
+        dict(grid),
+        steps,
+        seeds,
+        every,
+        key,
+        chunk,
+        progress,
+        checkpoint_dir,
+        devices,
+    )
 
 
 def expand_grid(cfg: Any, grid: Mapping[str, Sequence[float]]):
@@ -149,7 +171,11 @@ def _grid_config(cfg: Any, grid: dict[str, Sequence[float]]):
 
 def _check_args(steps, seeds, every, chunk):
     for name, value in (("steps", steps), ("every", every)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | np.integer)
+            or value < 1
+        ):
             raise ValueError(f"{name}={value!r} must be an integer >= 1")
     if steps % every:
         raise ValueError(f"every={every} must divide steps={steps}")
@@ -160,12 +186,16 @@ def _check_args(steps, seeds, every, chunk):
     else:
         seed_ids = np.asarray(seeds)
         if seed_ids.ndim != 1 or seed_ids.size == 0 or seed_ids.dtype.kind not in "iu":
-            raise ValueError("seeds must be a count >= 1 or a non-empty 1-D list of ints")
+            raise ValueError(
+                "seeds must be a count >= 1 or a non-empty 1-D list of ints"
+            )
         if len(np.unique(seed_ids)) != len(seed_ids) or seed_ids.min() < 0:
             raise ValueError("seeds: ids must be distinct and >= 0")
     if chunk is None:
-        chunk = steps if steps <= _ONE_CHUNK_MAX_STEPS else every * math.ceil(
-            steps // every / 10
+        chunk = (
+            steps
+            if steps <= _ONE_CHUNK_MAX_STEPS
+            else every * math.ceil(steps // every / 10)
         )
     if isinstance(chunk, bool) or not isinstance(chunk, int | np.integer) or chunk < 1:
         raise ValueError(f"chunk={chunk!r} must be an integer >= 1")
@@ -198,8 +228,9 @@ class _Compiled:
         def advance(state, cfg, grid, every, records):
             def one_seed(s, c):
                 def record(s, _):
-                    s, _ = lax.scan(lambda s, _: (model.step(s, c), None), s, None,
-                                    length=every)
+                    s, _ = lax.scan(
+                        lambda s, _: (model.step(s, c), None), s, None, length=every
+                    )
                     return s, model.observe(s, c)
 
                 return lax.scan(record, s, None, length=records)
@@ -245,8 +276,9 @@ def _mesh_for(devices, batch_sizes: Sequence[int]):
     return None
 
 
-def _run(model, cfg, grid, steps, seeds, every, key, chunk, progress, ckpt_dir,
-         devices) -> Trajectory:
+def _run(
+    model, cfg, grid, steps, seeds, every, key, chunk, progress, ckpt_dir, devices
+) -> Trajectory:
     seed_ids, chunk = _check_args(steps, seeds, every, chunk)
     for attr in ("init", "step", "observe"):
         if not callable(getattr(model, attr, None)):
@@ -272,8 +304,10 @@ def _run(model, cfg, grid, steps, seeds, every, key, chunk, progress, ckpt_dir,
 
     total = steps // every
     chunk_records = chunk // every
-    first = jax.tree.map(lambda x: np.expand_dims(np.asarray(x), len(batch_sizes)),
-                         fns.observe(state, cfg, has_grid))
+    first = jax.tree.map(
+        lambda x: np.expand_dims(np.asarray(x), len(batch_sizes)),
+        fns.observe(state, cfg, has_grid),
+    )
     records = {k: [v] for k, v in first.items()}
     done = 0
 
@@ -293,22 +327,34 @@ def _run(model, cfg, grid, steps, seeds, every, key, chunk, progress, ckpt_dir,
         if resumed is not None:
             leaves, treedef = jax.tree.flatten(state)
             like = {
-                k: np.zeros(v[0].shape[: len(batch_sizes)] + (resumed + 1,)
-                            + v[0].shape[len(batch_sizes) + 1:], v[0].dtype)
+                k: np.zeros(
+                    v[0].shape[: len(batch_sizes)]
+                    + (resumed + 1,)
+                    + v[0].shape[len(batch_sizes) + 1 :],
+                    v[0].dtype,
+                )
                 for k, v in records.items()
             }
             leaves, restored = _checkpoint.restore(ckpt_dir, resumed, leaves, like)
             shardings = [getattr(x, "sharding", None) for x in jax.tree.leaves(state)]
-            leaves = [jax.device_put(x, s) if s is not None else jnp.asarray(x)
-                      for x, s in zip(leaves, shardings, strict=True)]
+            leaves = [
+                jax.device_put(x, s) if s is not None else jnp.asarray(x)
+                for x, s in zip(leaves, shardings, strict=True)
+            ]
             state = jax.tree.unflatten(treedef, leaves)
             records = {k: [v] for k, v in restored.items()}
             done = resumed
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=steps, initial=done * every, desc=model_name, unit="step",
-               disable=None if progress is None else not progress, leave=False)
+    bar = tqdm(
+        total=steps,
+        initial=done * every,
+        desc=model_name,
+        unit="step",
+        disable=None if progress is None else not progress,
+        leave=False,
+    )
     time_axis = len(batch_sizes)
     try:
         while done < total:
@@ -319,7 +365,9 @@ def _run(model, cfg, grid, steps, seeds, every, key, chunk, progress, ckpt_dir,
             done += n
             bar.update(n * every)
             if ckpt_dir is not None:
-                merged = {k: np.concatenate(v, axis=time_axis) for k, v in records.items()}
+                merged = {
+                    k: np.concatenate(v, axis=time_axis) for k, v in records.items()
+                }
                 records = {k: [v] for k, v in merged.items()}
                 _checkpoint.save(ckpt_dir, done, jax.tree.leaves(state), merged)
     finally:
@@ -364,6 +412,9 @@ def _find_divergences(metrics, step_index, seed_ids, has_grid) -> list[Divergenc
     for idx, (t, name) in sorted(first_bad.items()):
         grid_index = int(idx[0]) if has_grid else None
         seed = int(seed_ids[idx[-1]])
-        out.append(Divergence(seed=seed, step=int(step_index[t]), metric=name,
-                              grid_index=grid_index))
+        out.append(
+            Divergence(
+                seed=seed, step=int(step_index[t]), metric=name, grid_index=grid_index
+            )
+        )
     return out

@@ -75,7 +75,9 @@ class Trajectory:
 
     def _masked(self, name: str) -> np.ndarray:
         values = np.asarray(self.metrics[name], dtype=np.float64)
-        mask = self.finite.reshape(self.finite.shape + (1,) * (values.ndim - self.finite.ndim))
+        mask = self.finite.reshape(
+            self.finite.shape + (1,) * (values.ndim - self.finite.ndim)
+        )
         return np.where(mask, values, np.nan)
 
     def mean(self, name: str) -> np.ndarray:
@@ -89,7 +91,9 @@ class Trajectory:
         values = self._masked(name)
         n = np.sum(np.isfinite(values), axis=axis)
         with np.errstate(invalid="ignore", divide="ignore"):
-            std = np.nanstd(values, axis=axis, ddof=1) if values.shape[axis] > 1 else 0.0
+            std = (
+                np.nanstd(values, axis=axis, ddof=1) if values.shape[axis] > 1 else 0.0
+            )
             se = np.where(n > 1, std / np.sqrt(np.maximum(n, 1)), 0.0)
         return se
 

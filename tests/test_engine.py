@@ -3,7 +3,6 @@
 import os
 
 import chex
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -55,8 +54,9 @@ def test_vmapped_seeds_equal_single_seed_runs():
         single = cj.simulate(ufm, CFG, seeds=[s], steps=60, every=20)
         for name in ("loss", "w_norm", "nc1"):
             # A batched matmul may sum in another order than an unbatched one.
-            np.testing.assert_allclose(batch[name][s], single[name][0], rtol=2e-6,
-                                       atol=1e-7, err_msg=name)
+            np.testing.assert_allclose(
+                batch[name][s], single[name][0], rtol=2e-6, atol=1e-7, err_msg=name
+            )
 
 
 def test_sweep_grid_axis_equals_separate_runs():
@@ -66,7 +66,9 @@ def test_sweep_grid_axis_equals_separate_runs():
     np.testing.assert_allclose(tr.grid["lambda_w"], [1e-3, 1e-3, 1e-2, 1e-2])
     np.testing.assert_allclose(tr.grid["lr"], [0.1, 0.2, 0.1, 0.2])
     for g in range(4):
-        cfg = CFG.replace(lambda_w=float(tr.grid["lambda_w"][g]), lr=float(tr.grid["lr"][g]))
+        cfg = CFG.replace(
+            lambda_w=float(tr.grid["lambda_w"][g]), lr=float(tr.grid["lr"][g])
+        )
         one = cj.simulate(ufm, cfg, seeds=2, steps=40, every=20)
         np.testing.assert_allclose(tr["loss"][g], one["loss"], rtol=2e-6)
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from collapse_jax import metrics as M
 from collapse_jax.models.ufm import Config
@@ -73,7 +72,9 @@ def _dtype(cfg: Config):
 
 def _mean_basis(K: int, dtype) -> jax.Array:
     """``[K, K]`` orthonormal Q with first column 1/√K (the mean mode)."""
-    A = jnp.concatenate([jnp.ones((K, 1), dtype), jnp.eye(K, dtype=dtype)[:, : K - 1]], 1)
+    A = jnp.concatenate(
+        [jnp.ones((K, 1), dtype), jnp.eye(K, dtype=dtype)[:, : K - 1]], 1
+    )
     Q, R = jnp.linalg.qr(A)
     return Q * jnp.sign(jnp.diag(R))[None, :]
 
@@ -98,10 +99,13 @@ def mse_singular_values(cfg: Config) -> jax.Array:
     if _balanced(cfg):
         root_n = jnp.sqrt(counts[0])
         w = _mean_mode_weight(cfg)
-        mean_mode = jnp.where(w > 0, jnp.maximum(root_n - shrink / jnp.where(w > 0, w, 1),
-                                                 0.0), 0.0)
+        mean_mode = jnp.where(
+            w > 0, jnp.maximum(root_n - shrink / jnp.where(w > 0, w, 1), 0.0), 0.0
+        )
         rest = jnp.maximum(root_n - shrink, 0.0)
-        return jnp.concatenate([mean_mode[None], jnp.broadcast_to(rest, (cfg.num_classes - 1,))])
+        return jnp.concatenate(
+            [mean_mode[None], jnp.broadcast_to(rest, (cfg.num_classes - 1,))]
+        )
     return jnp.maximum(jnp.sqrt(counts) - shrink, 0.0)
 
 
@@ -195,8 +199,9 @@ def min_loss(cfg: Config) -> jax.Array:
     root_n = jnp.sqrt(jnp.asarray(cfg.counts, _dtype(cfg)))
     mu = jnp.sqrt(cfg.lambda_w * cfg.lambda_h)
     if _balanced(cfg):
-        weights = jnp.concatenate([_mean_mode_weight(cfg)[None],
-                                   jnp.ones((K - 1,), _dtype(cfg))])
+        weights = jnp.concatenate(
+            [_mean_mode_weight(cfg)[None], jnp.ones((K - 1,), _dtype(cfg))]
+        )
         fit = jnp.sum(weights * (root_n - sigma) ** 2) / (2 * N)
     else:
         fit = jnp.sum((root_n - sigma) ** 2) / (2 * N)

@@ -27,15 +27,25 @@ def _numpy_reference(H, y, W, b, K):
     near = np.argmin(((H[:, None] - mu[None]) ** 2).sum(-1), 1)
     nc4 = np.mean(np.argmax(logits, 1) != near)
     var = np.array([((H[y == k] - mu[k]) ** 2).sum(1).mean() for k in range(K)])
-    pairs = [(var[k] + var[l]) / (2 * np.sum((mu[k] - mu[l]) ** 2))
-             for k in range(K) for l in range(K) if k != l]
+    pairs = [
+        (var[k] + var[l]) / (2 * np.sum((mu[k] - mu[l]) ** 2))
+        for k in range(K)
+        for l in range(K)
+        if k != l
+    ]
     norms = np.linalg.norm(c, axis=1)
     unit = c / norms[:, None]
     cos = (unit @ unit.T)[~np.eye(K, dtype=bool)]
     return {
-        "nc1": nc1, "nc2": etf_dist(c), "nc2_w": etf_dist(W), "nc3": nc3, "nc4": nc4,
-        "cdnv": np.mean(pairs), "equinorm": norms.std() / norms.mean(),
-        "equiangular": cos.std(), "maxangle": np.mean(np.abs(cos + 1 / (K - 1))),
+        "nc1": nc1,
+        "nc2": etf_dist(c),
+        "nc2_w": etf_dist(W),
+        "nc3": nc3,
+        "nc4": nc4,
+        "cdnv": np.mean(pairs),
+        "equinorm": norms.std() / norms.mean(),
+        "equiangular": cos.std(),
+        "maxangle": np.mean(np.abs(cos + 1 / (K - 1))),
     }
 
 

@@ -40,20 +40,39 @@ def test_float64_requires_x64():
 
 
 def test_mse_loss_matches_its_definition():
-    cfg = ufm.Config(num_classes=3, dim=2, per_class=(2, 1, 3), bias=True,
-                     lambda_w=0.1, lambda_h=0.2, lambda_b=0.3, dtype="float64")
+    cfg = ufm.Config(
+        num_classes=3,
+        dim=2,
+        per_class=(2, 1, 3),
+        bias=True,
+        lambda_w=0.1,
+        lambda_h=0.2,
+        lambda_b=0.3,
+        dtype="float64",
+    )
     p = ufm.init(jax.random.PRNGKey(0), cfg).params
     p = p._replace(b=jnp.array([0.1, -0.2, 0.3]))
     W, H, b = (np.asarray(x) for x in p)
     Y = np.eye(3)[:, cfg.labels]
-    expected = (np.sum((W @ H + b[:, None] - Y) ** 2) / 12 + 0.05 * np.sum(W**2)
-                + 0.1 * np.sum(H**2) + 0.15 * np.sum(b**2))
+    expected = (
+        np.sum((W @ H + b[:, None] - Y) ** 2) / 12
+        + 0.05 * np.sum(W**2)
+        + 0.1 * np.sum(H**2)
+        + 0.15 * np.sum(b**2)
+    )
     assert float(ufm.loss(p, cfg)) == pytest.approx(expected, rel=1e-12)
 
 
 def test_ce_loss_matches_its_definition():
-    cfg = ufm.Config(num_classes=3, dim=2, per_class=2, loss="ce", lambda_w=0.1,
-                     lambda_h=0.2, dtype="float64")
+    cfg = ufm.Config(
+        num_classes=3,
+        dim=2,
+        per_class=2,
+        loss="ce",
+        lambda_w=0.1,
+        lambda_h=0.2,
+        dtype="float64",
+    )
     p = ufm.init(jax.random.PRNGKey(1), cfg).params
     W, H = np.asarray(p.W), np.asarray(p.H)
     Z = W @ H
@@ -88,8 +107,19 @@ def test_observe_reports_documented_metrics():
     cfg = ufm.Config()
     state = ufm.init(jax.random.PRNGKey(0), cfg)
     out = ufm.observe(state, cfg)
-    for name in ("loss", "grad_norm", "nc1", "nc2_h", "nc2_w", "nc3", "nc4", "cdnv",
-                 "equinorm_h", "equiangular_w", "b_mean"):
+    for name in (
+        "loss",
+        "grad_norm",
+        "nc1",
+        "nc2_h",
+        "nc2_w",
+        "nc3",
+        "nc4",
+        "cdnv",
+        "equinorm_h",
+        "equiangular_w",
+        "b_mean",
+    ):
         assert out[name].shape == (), name
     assert out["w_norm"].shape == (4,) and out["h_norm"].shape == (4,)
     assert out["class_logits"].shape == (4, 4)

@@ -24,8 +24,15 @@ def _converged(cfg, steps=12_000, seeds=2):
     return tr
 
 
-BASE = dict(num_classes=4, dim=6, per_class=5, lambda_w=1e-2, lambda_h=2e-2, lr=0.5,
-            dtype="float64")
+BASE = dict(
+    num_classes=4,
+    dim=6,
+    per_class=5,
+    lambda_w=1e-2,
+    lambda_h=2e-2,
+    lr=0.5,
+    dtype="float64",
+)
 
 
 @pytest.mark.parametrize(
@@ -50,8 +57,9 @@ def test_mse_no_bias_gives_orthogonal_frame_and_free_bias_gives_etf():
     K = BASE["num_classes"]
     # Orthogonal classifier rows seen against the ETF Gram: the fixed distance
     # ‖I/√K − (I − 11ᵀ/K)/√(K−1)‖_F; a free bias removes the mean mode → ETF.
-    expected = np.linalg.norm(np.eye(K) / np.sqrt(K)
-                              - (np.eye(K) - 1 / K) / np.sqrt(K - 1))
+    expected = np.linalg.norm(
+        np.eye(K) / np.sqrt(K) - (np.eye(K) - 1 / K) / np.sqrt(K - 1)
+    )
     assert float(orth["nc2_w"]) == pytest.approx(expected, rel=1e-12)
     assert float(etf["nc2_w"]) == pytest.approx(0.0, abs=1e-12)
     assert float(etf["b_mean"]) == pytest.approx(1 / K, rel=1e-12)
@@ -63,10 +71,12 @@ def test_mse_balanced_scalars_follow_the_paper_formulas():
     lw, lh = cfg.lambda_w, cfg.lambda_h
     c = 1 - K * np.sqrt(n * lw * lh)  # W H = c Y (Zhou et al. 2022, Thm 3.1)
     np.testing.assert_allclose(theory.class_logits(cfg), c * np.eye(K), atol=1e-12)
-    np.testing.assert_allclose(theory.classifier_norms(cfg) ** 2,
-                               np.sqrt(lh / lw) * c * np.sqrt(n), rtol=1e-12)
-    np.testing.assert_allclose(theory.feature_norms(cfg) ** 2,
-                               np.sqrt(lw / lh) * c / np.sqrt(n), rtol=1e-12)
+    np.testing.assert_allclose(
+        theory.classifier_norms(cfg) ** 2, np.sqrt(lh / lw) * c * np.sqrt(n), rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        theory.feature_norms(cfg) ** 2, np.sqrt(lw / lh) * c / np.sqrt(n), rtol=1e-12
+    )
     assert float(theory.min_loss(cfg)) == pytest.approx((1 - c**2) / 2, rel=1e-12)
     assert float(theory.zero_threshold(cfg)) == pytest.approx(1 / (K**2 * n))
 
@@ -93,8 +103,15 @@ def test_mse_minimiser_is_zero_above_the_regularisation_threshold():
 
 def test_imbalanced_mse_minority_classes_collapse_below_predicted_size():
     # N = 24, λ_Wλ_H = 0.01: classes with n_k ≤ N²λ_Wλ_H = 5.76 lose their classifier.
-    cfg = ufm.Config(num_classes=4, dim=6, per_class=(10, 8, 5, 1), lambda_w=0.1,
-                     lambda_h=0.1, lr=0.5, dtype="float64")
+    cfg = ufm.Config(
+        num_classes=4,
+        dim=6,
+        per_class=(10, 8, 5, 1),
+        lambda_w=0.1,
+        lambda_h=0.1,
+        lr=0.5,
+        dtype="float64",
+    )
     assert float(theory.minority_collapse_size(cfg)) == pytest.approx(5.76)
     predicted = np.asarray(theory.classifier_norms(cfg))
     assert np.all(predicted[:2] > 0) and np.all(predicted[2:] == 0)
@@ -102,14 +119,28 @@ def test_imbalanced_mse_minority_classes_collapse_below_predicted_size():
     # The collapsing modes decay linearly in their norm-squared rate (√n_k − N√λλ < 0
     # keeps a positive restoring force), the surviving ones converge linearly: by the
     # end the gradient norm is tiny and the norms match.
-    agreement = cj.compare(tr, {"w_norm": predicted, "h_norm": theory.feature_norms(cfg),
-                                "loss": theory.min_loss(cfg)}, atol=1e-6)
+    agreement = cj.compare(
+        tr,
+        {
+            "w_norm": predicted,
+            "h_norm": theory.feature_norms(cfg),
+            "loss": theory.min_loss(cfg),
+        },
+        atol=1e-6,
+    )
     assert agreement.passed, agreement.table()
 
 
 def test_imbalanced_mse_all_metrics_match_without_collapse():
-    cfg = ufm.Config(num_classes=4, dim=6, per_class=(8, 4, 2, 1), lambda_w=1e-2,
-                     lambda_h=1e-2, lr=0.5, dtype="float64")
+    cfg = ufm.Config(
+        num_classes=4,
+        dim=6,
+        per_class=(8, 4, 2, 1),
+        lambda_w=1e-2,
+        lambda_h=1e-2,
+        lr=0.5,
+        dtype="float64",
+    )
     tr = _converged(cfg, steps=20_000)
     agreement = cj.compare(tr, theory.predict(cfg), atol=ATOL)
     assert agreement.passed, agreement.table()
@@ -127,7 +158,9 @@ def test_cross_entropy_minimiser_is_the_predicted_simplex_etf(bias):
     # w_k ∝ h_k with ‖w‖/‖h‖ = √(nλ_H/λ_W) (Zhu et al. 2021, Thm 3.1).
     ratio = tr.final("w_norm") / tr.final("h_norm")
     n = cfg.per_class
-    np.testing.assert_allclose(ratio, np.sqrt(n * cfg.lambda_h / cfg.lambda_w), rtol=1e-8)
+    np.testing.assert_allclose(
+        ratio, np.sqrt(n * cfg.lambda_h / cfg.lambda_w), rtol=1e-8
+    )
 
 
 def test_cross_entropy_margin_solves_the_norm_equation():
@@ -145,7 +178,9 @@ def test_predictions_vmap_over_a_grid_of_regularisation():
     cfg = ufm.Config(**BASE)
     grid, _ = cj.expand_grid(cfg, {"lambda_w": [1e-3, 1e-2, 5e-2]})
     batched = jax.vmap(theory.min_loss)(grid)
-    singles = [float(theory.min_loss(cfg.replace(lambda_w=v))) for v in (1e-3, 1e-2, 5e-2)]
+    singles = [
+        float(theory.min_loss(cfg.replace(lambda_w=v))) for v in (1e-3, 1e-2, 5e-2)
+    ]
     np.testing.assert_allclose(batched, singles, rtol=1e-12)
 
 
