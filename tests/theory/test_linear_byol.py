@@ -1,0 +1,147 @@
+"""linear_byol theory (Tian, Chen, Ganguli 2021, arXiv 2102.06810) vs simulation.
+
+Population-gradient runs (batch_size=0) are deterministic given the initial
+eigenvalues: seeds only draw the random eigenbases U, V, which the mode metrics do not
+see, so the seed SE is ~0 and the tolerance is the Euler discretisation error of the
+simulation (time step lr), estimated by Richardson extrapolation from runs at lr and
+lr/2.
+"""
+
+import jax
+import numpy as np
+import pytest
+
+import collapse_jax as cj
+from collapse_jax.models import linear_byol as m
+from collapse_jax.theory import linear_byol as th
+
+SEEDS = 2  # random eigenbases; the eigenmode metrics must not depend on them
+Z = 4.0
+
+
+def _predict_grid(traj):
+    return jax.vmap(lambda c: th.predict(c, traj.steps))(traj.cfg)
+
+
+@pytest.fixture(scope="module")
+def ode_runs():
+    base = m.Config(
+        dim=3, aug_var=0.5, weight_decay=0.04, p0=0.2, s0=0.6, dtype="float64"
+    )
+    runs = {}
+    for lr in (0.04, 0.02):
+        # ema = 1 copies W (β = ∞); otherwise the per-step rate is β·lr with the
+        # continuous-time EMA rate β = 2.5 held fixed, so both runs share one ODE.
+        grid = {"ema": [1.0, 2.5 * lr], "alpha_p": [1.0, 3.0]}
+        steps = int(round(16 / lr))
+        runs[lr] = cj.sweep(
+            m, base.replace(lr=lr), grid, steps=steps, every=steps // 8, seeds=SEEDS
+        )
+    return runs
+
+
+def test_eigenmode_odes_match_full_matrix_simulation_within_euler_error(ode_runs):
+    coarse, fine = ode_runs[0.04], ode_runs[0.02]
+    pred = _predict_grid(fine)
+    for name in ("p", "s", "parabola_gap"):
+        # Richardson: for a first-order method the error of the lr/2 run is
+        # |sim(lr) − sim(lr/2)| to leading order; ×1.5 covers the O(lr²) remainder.
+        richardson = np.max(np.abs(coarse.mean(name) - fine.mean(name)))
+        agreement = cj.compare(
+            fine, {name: pred[name]}, z=Z, atol=1.5 * richardson, at="trajectory"
+        )
+        assert agreement.passed, agreement[name].summary()
+        # and the Euler error itself is small next to the signal at these steps
+        assert richardson < 0.01 * np.max(np.abs(pred[name]))
+
+
+def test_simulation_error_halves_with_the_step_size(ode_runs):
+    errors = []
+    for lr in (0.04, 0.02):
+        traj = ode_runs[lr]
+        errors.append(np.max(np.abs(traj.mean("s") - _predict_grid(traj)["s"])))
+    assert 0.4 <= errors[1] / errors[0] <= 0.6  # Euler: global error ∝ lr
+
+
+def test_eigenbases_stay_aligned_and_seeds_agree(ode_runs):
+    traj = ode_runs[0.02]
+    np.testing.assert_allclose(traj["alignment"], 1.0, atol=1e-10)
+    np.testing.assert_allclose(traj["s"][:, 0], traj["s"][:, 1], atol=1e-10)
+
+
+@pytest.fixture(scope="module")
+def threshold_run():
+    base = m.Config(dim=3, aug_var=0.5, lr=0.05, p0=0.3, s0=0.5, dtype="float64")
+    eta_star = float(th.collapse_threshold_weight_decay(base))
+    grid = {"weight_decay": [0.5 * eta_star, 0.9 * eta_star, 1.1 * eta_star]}
+    return cj.sweep(m, base, grid, steps=2000, every=1000, seeds=SEEDS)
+
+
+def test_weight_decay_threshold_is_bracketed_by_simulation(threshold_run):
+    final_s = threshold_run.mean("s")[:, -1]  # [G, d]
+    alive, collapsed = final_s[:2], final_s[2]
+    assert np.all(alive > 0.15)
+    assert np.all(collapsed < 1e-6)
+
+
+def test_final_mode_strength_is_the_stable_fixed_point(threshold_run):
+    fixed = jax.vmap(th.fixed_point_s)(threshold_run.cfg)  # [G]
+    prediction = np.broadcast_to(np.asarray(fixed)[:, None], (3, 3))
+    # The Euler map has exactly the ODE's fixed points; after t = 100 the modes have
+    # converged (the slowest linearised rate here is > 0.2), so float64 round-off
+    # and the residual e^{-rate·t} set the tolerance.
+    agreement = cj.compare(threshold_run, {"s": prediction}, z=Z, atol=1e-6, at="final")
+    assert agreement.passed, agreement["s"].summary()
+
+
+def test_directpred_modes_below_the_unstable_root_collapse_others_reach_fixed_point():
+    cfg = m.Config(
+        dim=8,
+        lr=0.05,
+        aug_var=0.5,
+        predictor="directpred",
+        weight_decay=0.1,
+        s0=0.05,
+        dtype="float64",
+    )
+    traj = cj.simulate(m, cfg, seeds=SEEDS, steps=2000, every=2000)
+    s_init = cfg.s0 * (8 - np.arange(8)) / 8
+    below = np.sqrt(cfg.dp_scale * s_init) < float(th.unstable_p(cfg))
+    assert below.sum() == 2 and (~below).sum() == 6  # the threshold splits the modes
+    final = traj.mean("s")[-1]
+    assert np.all(final[below[np.argsort(-s_init)]] < 1e-6)
+    prediction = np.where(below, 0.0, float(th.fixed_point_s(cfg)))
+    agreement = cj.compare(
+        traj, {"s": th.predict(cfg, traj.steps)["s"]}, z=Z, atol=0.01, at="trajectory"
+    )
+    assert agreement.passed, agreement["s"].summary()
+    np.testing.assert_allclose(final, np.sort(prediction)[::-1], atol=1e-6)
+
+
+def test_directpred_eps_above_unstable_root_prevents_collapse():
+    cfg = m.Config(
+        dim=8,
+        lr=0.05,
+        aug_var=0.5,
+        predictor="directpred",
+        weight_decay=0.1,
+        s0=0.05,
+        dp_eps=0.15,
+        dtype="float64",
+    )
+    assert cfg.dp_eps > float(th.unstable_p(cfg))
+    traj = cj.simulate(m, cfg, seeds=SEEDS, steps=2000, every=2000)
+    np.testing.assert_allclose(
+        traj.mean("s")[-1], float(th.fixed_point_s(cfg)), atol=1e-4
+    )  # slowest mode converges as e^{-0.05 t}
+
+
+def test_vector_field_vanishes_at_the_stable_fixed_point():
+    cfg = m.Config(aug_var=0.5, weight_decay=0.1, alpha_p=2.0, dtype="float64")
+    dp, ds = th.vector_field(cfg, th.fixed_point_p(cfg), th.fixed_point_s(cfg))
+    assert abs(float(dp)) < 1e-12 and abs(float(ds)) < 1e-12
+
+
+def test_theory_refuses_random_initialisation():
+    with pytest.raises(ValueError, match="init"):
+        th.predict(m.Config(init="random"), np.arange(3))
