@@ -1,0 +1,305 @@
+"""Recursive linear regression: each generation refits on labels of the previous one.
+
+Setup (Dohmatob, Feng, Kempe 2024, arXiv 2402.07712, Sec. 3; Gerstgrasser et al. 2024,
+arXiv 2404.01413, Sec. 3): inputs ``x ~ N(0, Σ)`` with ``Σ = diag(s_1..s_d)``
+(isotropic ``s_k = 1`` or power law ``s_k = k^-decay``), true weights ``w*`` (drawn
+uniformly on the sphere of radius ``signal`` at ``init``), generator ``ŵ_0 = w*``.
+
+One ``step`` is one generation ``n -> n+1``: draw ``T0`` inputs (fresh each generation,
+or one design fixed at ``init``), label them ``y = X ŵ_n + σ0 ε`` and refit
+
+- ``replace``:    ŵ_{n+1} = argmin_v 1/T0 ‖X v − y‖² + λ0 ‖v‖²  (only the newest data);
+- ``accumulate``: the same on every block generated so far, the first block being the
+  real data labelled by ``ŵ_0 = w*`` (nothing is discarded);
+- ``mix``:        each input also gets a fresh real label ``y_r = X w* + σ0 ε_r`` and
+  ``ŵ_{n+1} = argmin_v  ω/T0 ‖X v − y_r‖² + (1−ω)/T0 ‖X v − y‖² + λ0 ‖v‖²`` with the
+  real-data weight ``ω = real_weight`` (equal numbers of real and synthetic labels).
+
+``observe`` reports the excess risks (label noise excluded)
+
+- ``test_error``       ‖ŵ_n − w*‖²_Σ of the current generator;
+- ``downstream_error`` ‖ŵ_pred − w*‖²_Σ of a downstream model fitted by ridge ``λ``
+  (``ridge``; 0 is OLS) on ``T`` fresh samples labelled ``x ᵀŵ_n + σ ε``.
+
+Least squares sees the data only through ``(XᵀX, Xᵀy)``, so the simulation draws these
+sufficient statistics from their exact joint law instead of the ``T0 × d`` matrix:
+``XᵀX = Σ^½ L Lᵀ Σ^½`` with ``L`` the Bartlett factor of a ``Wishart(T0, I)`` matrix
+(``L_kk² ~ χ²(T0 − k)``, k = 0..d−1, ``L_kj ~ N(0, 1)`` below the diagonal) and
+``Xᵀε = Σ^½ L z`` with ``z ~ N(0, I_d)`` (given X, ``Xᵀε ~ N(0, XᵀX)``). This is exact
+in distribution, costs O(d²) per fit whatever ``T0``, and lets ``T0`` and ``T`` be
+swept as pytree leaves. It needs ``T0 ≥ d`` and ``T ≥ d`` (no over-parametrised fits).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import jax.scipy.linalg as jsl
+import numpy as np
+from flax import struct
+
+from collapse_jax._config import check_choice, check_dtype, check_int, check_range
+
+__all__ = ["Config", "State", "init", "observe", "step"]
+
+_DOWNSTREAM_STREAM = 0x5EED  # fold_in tag: the downstream fit's randomness
+
+
+def _is_concrete(value) -> bool:
+    return not isinstance(value, jax.core.Tracer)
+
+
+def _check_count(name: str, value, low: int) -> None:
+    """An integer-valued sample count ``>= low`` (a leaf: may be an array or tracer)."""
+    if not _is_concrete(value):
+        return
+    arr = np.asarray(value, dtype=float)
+    if (
+        not np.all(np.isfinite(arr))
+        or np.any(arr != np.round(arr))
+        or np.any(arr < low)
+    ):
+        raise ValueError(
+            f"{name}={value!r} is out of range: allowed integers in [{low}, inf) "
+            f"(the fit needs at least dim={low} samples)"
+        )
+
+
+@struct.dataclass
+class Config:
+    """Hyperparameters. Sizes and code paths are static; the rest can be swept.
+
+    Attributes:
+      dim: input dimension ``d``.
+      policy: ``replace``, ``accumulate`` or ``mix`` (see the module docstring).
+      fixed_design: reuse one ``T0 × d`` design for every generation.
+      spectrum: ``isotropic`` (Σ = I) or ``power_law`` (s_k = k^-decay).
+      dtype: ``float32`` or ``float64`` (needs ``jax_enable_x64``).
+      samples: ``T``, downstream training-set size (integer-valued, ``>= dim``).
+      generator_samples: ``T0``, samples per generation (integer-valued, ``>= dim``).
+      noise: ``σ``, label noise of the downstream data.
+      generator_noise: ``σ0``, label noise of every generation's data.
+      ridge: ``λ`` of the downstream fit, ``1/T ‖Xv − y‖² + λ‖v‖²``; 0 is OLS.
+      generator_ridge: ``λ0`` of the generators' fits; 0 (default) is OLS.
+      real_weight: ``ω`` in [0, 1], weight of the real labels under ``mix``.
+      signal: ``‖w*‖``.
+      decay: power-law exponent of the spectrum (used by ``power_law``).
+    """
+
+    dim: int = struct.field(pytree_node=False, default=10)
+    policy: str = struct.field(pytree_node=False, default="replace")
+    fixed_design: bool = struct.field(pytree_node=False, default=False)
+    spectrum: str = struct.field(pytree_node=False, default="isotropic")
+    dtype: str = struct.field(pytree_node=False, default="float32")
+    samples: float = 100
+    generator_samples: float = 100
+    noise: float = 1.0
+    generator_noise: float = 1.0
+    ridge: float = 0.0
+    generator_ridge: float = 0.0
+    real_weight: float = 0.5
+    signal: float = 1.0
+    decay: float = 1.0
+
+    def __post_init__(self):
+        check_int("dim", self.dim, 1)
+        check_choice("policy", self.policy, ("replace", "accumulate", "mix"))
+        check_choice("fixed_design", self.fixed_design, (True, False))
+        check_choice("spectrum", self.spectrum, ("isotropic", "power_law"))
+        check_dtype("dtype", self.dtype)
+        _check_count("samples", self.samples, self.dim)
+        _check_count("generator_samples", self.generator_samples, self.dim)
+        check_range("noise", self.noise, 0.0)
+        check_range("generator_noise", self.generator_noise, 0.0)
+        check_range("ridge", self.ridge, 0.0)
+        check_range("generator_ridge", self.generator_ridge, 0.0)
+        check_range("real_weight", self.real_weight, 0.0, 1.0)
+        check_range("signal", self.signal, 0.0)
+        check_range("decay", self.decay, 0.0)
+
+
+class State(NamedTuple):
+    key: jax.Array  # [2] uint32, split every generation
+    w_true: jax.Array  # [d] w*
+    w_gen: jax.Array  # [d] ŵ_n, the current generator
+    gram: jax.Array  # [d, d] accumulated XᵀX (accumulate) — zeros otherwise
+    moment: jax.Array  # [d] accumulated Xᵀy (accumulate) — zeros otherwise
+    count: jax.Array  # () number of accumulated samples
+    design: jax.Array  # [d, d] fixed-design factor Σ^½ L (XᵀX = F Fᵀ); unused if fresh
+    generation: jax.Array  # () int32 n
+
+
+def _scales(cfg: Config, dtype) -> jax.Array:
+    """``[d]`` standard deviations ``sqrt(s_k)`` of the input coordinates."""
+    if cfg.spectrum == "isotropic":
+        return jnp.ones((cfg.dim,), dtype)
+    k = jnp.arange(1, cfg.dim + 1, dtype=dtype)
+    return k ** (-jnp.asarray(cfg.decay, dtype) / 2)
+
+
+def _signed_uniform(key: jax.Array, shape, dtype) -> jax.Array:
+    """Uniform on the open interval (−1, 1): one random-bits call for many uses."""
+    low = jnp.nextafter(jnp.asarray(-1.0, dtype), jnp.asarray(0.0, dtype))
+    return jax.random.uniform(key, shape, dtype, minval=low, maxval=1.0)
+
+
+def _normal(v: jax.Array) -> jax.Array:
+    """Standard normals from (−1, 1) uniforms (the inverse-CDF map ``jax.random``
+    itself uses)."""
+    return jnp.sqrt(jnp.asarray(2.0, v.dtype)) * jax.scipy.special.erfinv(v)
+
+
+_GAMMA_ROUNDS = 16  # proposals per Gamma draw; see _gamma_from_uniforms
+
+
+def _gamma_from_uniforms(v: jax.Array, alpha: jax.Array) -> jax.Array:
+    """``Gamma(alpha)`` draws (``alpha >= 0.5``, shape ``[m]``) from uniforms ``v``.
+
+    Marsaglia & Tsang (2000) rejection sampler on ``a = alpha + 1 >= 1.5`` with the
+    boost ``Gamma(α) = Gamma(α + 1) · U^(1/α)``. ``v`` is ``[2R + 1, m]`` (−1, 1)
+    uniforms: R proposals (a normal and a uniform each) and the boost uniform; the
+    first accepted proposal is returned. For ``a >= 1`` each proposal is accepted
+    with probability > 0.95, so all R = 16 fail with probability < 0.05^16 < 1e-20;
+    that event returns NaN (reported by the engine as a divergence), never a wrong
+    value. One random-bits call per draw keeps compilation short on CPU (the
+    looped ``jax.random.gamma`` takes seconds to compile).
+    """
+    R = (v.shape[0] - 1) // 2
+    a = alpha + 1.0
+    dd = a - 1.0 / 3.0
+    c = 1.0 / jnp.sqrt(9.0 * dd)
+    x = _normal(v[:R])
+    u = (v[R : 2 * R] + 1.0) / 2.0
+    cube = (1.0 + c[None, :] * x) ** 3
+    safe = jnp.where(cube > 0, cube, 1.0)
+    log_ratio = 0.5 * x**2 + dd[None, :] * (1.0 - cube + jnp.log(safe))
+    ok = (cube > 0) & (jnp.log(u) < log_ratio)
+    first = jnp.argmax(ok, axis=0)
+    g = dd * jnp.take_along_axis(cube, first[None, :], axis=0)[0]
+    g = jnp.where(jnp.any(ok, axis=0), g, jnp.nan)
+    boost = (v[2 * R] + 1.0) / 2.0
+    return g * boost ** (1.0 / alpha)
+
+
+def _draw(key: jax.Array, n: jax.Array, cfg: Config, dtype):
+    """``(F, z)``: design factor ``F = Σ^½ L`` and noise ``z ~ N(0, I_d)``.
+
+    ``F Fᵀ ~ Wishart(n, Σ)``, the law of XᵀX for n Gaussian rows (Bartlett
+    decomposition: ``L`` lower triangular, ``L_kk² ~ χ²(n − k)`` for k = 0..d−1,
+    ``L_kj ~ N(0, 1)`` for ``k > j``), and ``F z`` has the law of ``Xᵀε`` given X.
+    """
+    d = cfg.dim
+    v = _signed_uniform(key, (d + 1 + 2 * _GAMMA_ROUNDS + 1, d), dtype)
+    g = _normal(v[: d + 1])
+    dof = jnp.asarray(n, dtype) - jnp.arange(d, dtype=dtype)
+    diag = jnp.sqrt(2.0 * _gamma_from_uniforms(v[d + 1 :], dof / 2.0))
+    L = jnp.tril(g[:d], k=-1) + jnp.diag(diag)
+    return _scales(cfg, dtype)[:, None] * L, g[d]
+
+
+def _ridge_solve(gram: jax.Array, moment: jax.Array, penalty: jax.Array) -> jax.Array:
+    """``(gram + penalty I)⁻¹ moment`` by Cholesky (gram is positive definite)."""
+    d = gram.shape[0]
+    factor = jsl.cho_factor(gram + penalty * jnp.eye(d, dtype=gram.dtype), lower=True)
+    return jsl.cho_solve(factor, moment)
+
+
+def _fit(F, z, w_label, n, sigma, lam):
+    """Ridge fit on n samples with design factor F labelled ``X w_label + σ ε``.
+
+    Returns ``(gram, moment, ŵ)``: ``gram = XᵀX = F Fᵀ``, ``moment = Xᵀy``.
+    """
+    gram = F @ F.T
+    moment = gram @ w_label + sigma * (F @ z)
+    return gram, moment, _ridge_solve(gram, moment, n * lam)
+
+
+def init(key: jax.Array, cfg: Config) -> State:
+    """``w*`` uniform on the sphere of radius ``signal``; ``ŵ_0 = w*``."""
+    dtype = jnp.dtype(cfg.dtype)
+    d = cfg.dim
+    k_w, k_design, k_run = jax.random.split(key, 3)
+    u = _normal(_signed_uniform(k_w, (d,), dtype))
+    w_true = jnp.asarray(cfg.signal, dtype) * u / jnp.linalg.norm(u)
+    if cfg.fixed_design:
+        design, _ = _draw(k_design, cfg.generator_samples, cfg, dtype)
+    else:
+        design = jnp.zeros((d, d), dtype)
+    return State(
+        key=k_run,
+        w_true=w_true,
+        w_gen=w_true,
+        gram=jnp.zeros((d, d), dtype),
+        moment=jnp.zeros((d,), dtype),
+        count=jnp.zeros((), dtype),
+        design=design,
+        generation=jnp.zeros((), jnp.int32),
+    )
+
+
+def step(state: State, cfg: Config) -> State:
+    """One generation: label T0 inputs with ``ŵ_n`` (+ noise σ0), refit ``ŵ_{n+1}``."""
+    dtype = state.w_gen.dtype
+    key, sub = jax.random.split(state.key)
+    T0 = jnp.asarray(cfg.generator_samples, dtype)
+    sigma0 = jnp.asarray(cfg.generator_noise, dtype)
+    lam0 = jnp.asarray(cfg.generator_ridge, dtype)
+    if cfg.fixed_design:
+        F, z = state.design, _normal(_signed_uniform(sub, (cfg.dim,), dtype))
+    else:
+        F, z = _draw(sub, T0, cfg, dtype)
+    gram, moment, count = state.gram, state.moment, state.count
+    if cfg.policy == "replace":
+        _, _, w_new = _fit(F, z, state.w_gen, T0, sigma0, lam0)
+    elif cfg.policy == "mix":
+        # ω y_r + (1−ω) y = X (ω w* + (1−ω) ŵ_n) + σ0 (ω ε_r + (1−ω) ε): the two
+        # noises are independent, so the combined noise has std σ0 sqrt(ω² + (1−ω)²).
+        omega = jnp.asarray(cfg.real_weight, dtype)
+        target = omega * state.w_true + (1 - omega) * state.w_gen
+        scale = sigma0 * jnp.sqrt(omega**2 + (1 - omega) ** 2)
+        _, _, w_new = _fit(F, z, target, T0, scale, lam0)
+    else:  # accumulate: running sufficient statistics of every block so far
+        g, m, _ = _fit(F, z, state.w_gen, T0, sigma0, lam0)
+        gram, moment, count = gram + g, moment + m, count + T0
+        w_new = _ridge_solve(gram, moment, count * lam0)
+    return State(
+        key=key,
+        w_true=state.w_true,
+        w_gen=w_new,
+        gram=gram,
+        moment=moment,
+        count=count,
+        design=state.design,
+        generation=state.generation + 1,
+    )
+
+
+def _excess_risk(w: jax.Array, w_true: jax.Array, cfg: Config) -> jax.Array:
+    """‖w − w*‖²_Σ."""
+    s = _scales(cfg, w.dtype) ** 2
+    return jnp.sum(s * (w - w_true) ** 2)
+
+
+def observe(state: State, cfg: Config) -> dict[str, jax.Array]:
+    """Scalars ``test_error`` (generator) and ``downstream_error`` (a fresh ridge fit).
+
+    The downstream fit draws from ``fold_in(state.key, tag)``, a stream separate from
+    the keys that ``step`` splits off, so recording never changes the dynamics.
+    """
+    dtype = state.w_gen.dtype
+    T = jnp.asarray(cfg.samples, dtype)
+    F, z = _draw(jax.random.fold_in(state.key, _DOWNSTREAM_STREAM), T, cfg, dtype)
+    _, _, w_pred = _fit(
+        F,
+        z,
+        state.w_gen,
+        T,
+        jnp.asarray(cfg.noise, dtype),
+        jnp.asarray(cfg.ridge, dtype),
+    )
+    return {
+        "test_error": _excess_risk(state.w_gen, state.w_true, cfg),
+        "downstream_error": _excess_risk(w_pred, state.w_true, cfg),
+    }
