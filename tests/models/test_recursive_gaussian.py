@@ -123,12 +123,14 @@ def test_swept_real_fraction_equals_separate_runs():
 def test_step_does_not_retrace_on_second_call():
     cfg = _cfg(policy="accumulate")
 
+    chex.clear_trace_counter()
+
     @jax.jit
     @chex.assert_max_traces(n=1)
-    def advance(state):
+    def advance_recursive_gaussian(state):
         return m.step(state, cfg)
 
     state = m.init(jax.random.PRNGKey(5), cfg)
-    state = advance(state)
-    state = advance(state)
+    state = advance_recursive_gaussian(state)
+    state = advance_recursive_gaussian(state)
     assert int(state.generation) == 2

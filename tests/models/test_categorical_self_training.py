@@ -1,0 +1,91 @@
+"""categorical_self_training: shapes, validation, vmapped runs, no retrace."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import collapse_jax as cj
+from collapse_jax.models import categorical_self_training as m
+from collapse_jax.simulate import seed_keys
+
+
+def _cfg(**kw):
+    base = dict(num_symbols=5, samples=7, dtype="float64")
+    base.update(kw)
+    return m.Config(**base)
+
+
+def test_observe_shapes_finite_and_a_distribution():
+    cfg = _cfg(dtype="float32", initial="zipf")
+    state = m.init(jax.random.PRNGKey(0), cfg)
+    for _ in range(3):
+        state = m.step(state, cfg)
+    out = m.observe(state, cfg)
+    for name in ("diversity", "support", "entropy", "max_prob"):
+        assert out[name].shape == ()
+    assert out["p"].shape == out["alive"].shape == (5,)
+    assert out["p"].dtype == jnp.float32
+    chex.assert_tree_all_finite(out)
+    np.testing.assert_allclose(jnp.sum(out["p"]), 1.0, rtol=1e-6)
+    # Refitted probabilities are multiples of 1/n.
+    np.testing.assert_allclose(out["p"] * 7, jnp.round(out["p"] * 7), atol=1e-5)
+
+
+def test_extinct_symbol_never_returns():
+    cfg = _cfg(samples=3)
+    tr = cj.simulate(m, cfg, seeds=20, steps=30)
+    alive = tr["alive"]  # [S, T, K]
+    assert np.all(np.diff(alive, axis=1) <= 0)
+
+
+@pytest.mark.parametrize(
+    "kw, field",
+    [
+        (dict(num_symbols=1), "num_symbols"),
+        (dict(samples=0), "samples"),
+        (dict(initial="dirichlet"), "initial"),
+        (dict(zipf_exponent=-1.0), "zipf_exponent"),
+        (dict(dtype="int32"), "dtype"),
+    ],
+)
+def test_bad_config_raises_naming_the_field(kw, field):
+    with pytest.raises(ValueError, match=field):
+        _cfg(**kw)
+
+
+def test_vmapped_seeds_equal_single_seed_run_in_float64():
+    cfg = _cfg()
+    many = cj.simulate(m, cfg, seeds=[0, 1, 2], steps=4)
+    assert many["p"].dtype == np.float64
+    state = m.init(seed_keys(0, np.array([2]))[0], cfg)
+    step = jax.jit(m.step, static_argnums=1)
+    for t in range(5):
+        out = m.observe(state, cfg)
+        for name, value in out.items():
+            np.testing.assert_allclose(many[name][2, t], value, rtol=1e-12)
+        state = step(state, cfg)
+
+
+def test_swept_zipf_exponent_equals_separate_runs():
+    cfg = _cfg(initial="zipf")
+    grid = [0.5, 2.0]
+    swept = cj.sweep(m, cfg, {"zipf_exponent": grid}, seeds=[0, 1, 2], steps=4)
+    for g, s in enumerate(grid):
+        alone = cj.simulate(m, cfg.replace(zipf_exponent=s), seeds=[0, 1, 2], steps=4)
+        np.testing.assert_allclose(swept["p"][g], alone["p"], rtol=1e-12)
+
+
+def test_step_does_not_retrace_on_second_call():
+    cfg = _cfg()
+
+    chex.clear_trace_counter()
+
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def advance_categorical_self_training(state):
+        return m.step(state, cfg)
+
+    state = advance_categorical_self_training(m.init(jax.random.PRNGKey(1), cfg))
+    advance_categorical_self_training(state)
