@@ -45,7 +45,7 @@ class Config:
     lambda_w: float = 5e-3
     lambda_h: float = 5e-3
     lr: float = 0.1
-    init_scale: float = 0.5
+    init_scale: float = 1.0
 
     def __post_init__(self):
         check_int("num_classes", self.num_classes, 2)
