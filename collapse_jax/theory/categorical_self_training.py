@@ -7,6 +7,8 @@ theory/categorical_self_training.md.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -80,20 +82,24 @@ def survival(cfg: Config, t) -> jnp.ndarray:
     if t_arr.ndim != 1:
         raise ValueError(f"t must be 1-D; got shape {t_arr.shape}")
     _times(t_arr)
-    n = cfg.samples
     p0 = cfg.initial_probs()
+    steps = int(t_arr.max()) if t_arr.size else 0
+    alive = _alive_table(p0, cfg.samples, max(steps, 1))
+    return alive[jnp.asarray(t_arr.astype(int))]
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _alive_table(p0: jnp.ndarray, n: int, steps: int) -> jnp.ndarray:
+    """``[steps + 1, K]``: P(X_t > 0) for t = 0..steps (one compiled program)."""
     P = _binomial_rows(n, jnp.arange(n + 1, dtype=p0.dtype) / n)  # [n+1, n+1]
     start = _binomial_rows(n, p0)  # [K, n+1] = law of X_1
-    steps = int(t_arr.max()) if t_arr.size else 0
 
     def body(dist, _):
         return dist @ P, dist
 
-    _, laws = lax.scan(body, start, None, length=max(steps, 1))  # laws[j] = X_{j+1}
-    alive = 1.0 - laws[:, :, 0]  # [steps, K], row j = generation j+1
-    alive = jnp.concatenate([jnp.ones((1, cfg.num_symbols), p0.dtype), alive], axis=0)
-    alive = jnp.where(p0[None, :] > 0, alive, 0.0)
-    return alive[jnp.asarray(t_arr.astype(int))]
+    _, laws = lax.scan(body, start, None, length=steps)  # laws[j] = law of X_{j+1}
+    alive = jnp.concatenate([jnp.ones((1, p0.shape[0]), p0.dtype), 1.0 - laws[:, :, 0]])
+    return jnp.where(p0[None, :] > 0, alive, 0.0)
 
 
 def support(cfg: Config, t) -> jnp.ndarray:
