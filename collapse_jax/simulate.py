@@ -345,7 +345,7 @@ def _run(
             records = {k: [v] for k, v in restored.items()}
             done = resumed
 
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     bar = tqdm(
         total=steps,
