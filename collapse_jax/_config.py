@@ -98,3 +98,19 @@ def to_jsonable(value: Any) -> Any:
             return str(x)
         return x
     return [to_jsonable(v) for v in arr.tolist()]
+
+
+def check_per_class(name: str, value: Any, num_classes: int) -> int | tuple[int, ...]:
+    """Validates samples per class (one int, or one count per class); returns it
+    normalised (a tuple of ints when per class)."""
+    if isinstance(value, tuple | list):
+        if len(value) != num_classes:
+            raise ValueError(
+                f"{name} has {len(value)} counts; allowed: one per class "
+                f"(num_classes={num_classes}) or a single int"
+            )
+        for k, n in enumerate(value):
+            check_int(f"{name}[{k}]", n, 1)
+        return tuple(int(n) for n in value)
+    check_int(name, value, 1)
+    return value

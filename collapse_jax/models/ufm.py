@@ -7,7 +7,8 @@ arXiv 2105.02375; Zhou et al. 2022, arXiv 2203.01238):
   ce:  1/N Σ_i CE(W h_i + b, y_i)   + the same regularisers
 
 H is ``[d, N]`` (columns are samples, ordered by class), W is ``[K, d]``, b is ``[K]``.
-Trained full batch by gradient descent, heavy-ball momentum or Adam (optax).
+Trained full batch by gradient descent (``gd``, alias ``sgd``), heavy-ball momentum or
+Adam (optax).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from collapse_jax._config import (
     check_choice,
     check_dtype,
     check_int,
+    check_per_class,
     check_range,
 )
 
@@ -52,20 +54,11 @@ class Config:
     def __post_init__(self):
         check_int("num_classes", self.num_classes, 2)
         check_int("dim", self.dim, 1)
-        if isinstance(self.per_class, tuple | list):
-            if len(self.per_class) != self.num_classes:
-                raise ValueError(
-                    f"per_class has {len(self.per_class)} counts; allowed: one per class "
-                    f"(num_classes={self.num_classes}) or a single int"
-                )
-            for k, n in enumerate(self.per_class):
-                check_int(f"per_class[{k}]", n, 1)
-            object.__setattr__(self, "per_class", tuple(int(n) for n in self.per_class))
-        else:
-            check_int("per_class", self.per_class, 1)
+        per_class = check_per_class("per_class", self.per_class, self.num_classes)
+        object.__setattr__(self, "per_class", per_class)
         check_choice("loss", self.loss, ("mse", "ce"))
         check_choice("bias", self.bias, (True, False))
-        check_choice("optimizer", self.optimizer, ("gd", "momentum", "adam"))
+        check_choice("optimizer", self.optimizer, ("gd", "sgd", "momentum", "adam"))
         check_dtype("dtype", self.dtype)
         check_range("lambda_w", self.lambda_w, 0.0, low_open=True)
         check_range("lambda_h", self.lambda_h, 0.0, low_open=True)
@@ -103,7 +96,7 @@ class State(NamedTuple):
 
 
 def _optimizer(cfg: Config) -> optax.GradientTransformation:
-    if cfg.optimizer == "gd":
+    if cfg.optimizer in ("gd", "sgd"):  # full batch, so SGD is gradient descent
         return optax.sgd(cfg.lr)
     if cfg.optimizer == "momentum":
         return optax.sgd(cfg.lr, momentum=cfg.momentum)
