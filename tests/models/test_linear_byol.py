@@ -8,6 +8,7 @@ import pytest
 
 import collapse_jax as cj
 from collapse_jax.models import linear_byol as m
+from collapse_jax.simulate import seed_keys
 
 
 @pytest.mark.parametrize("predictor, batch_size", [("learned", 0), ("directpred", 16)])
@@ -53,9 +54,7 @@ def test_vmapped_seeds_equal_single_seed_runs():
     # simulate vmaps seeds; the reference runs each seed alone, step by step.
     cfg = m.Config(dim=3, batch_size=8, ema=0.5)
     traj = cj.simulate(m, cfg, seeds=[0, 3], steps=4, every=4)
-    keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.PRNGKey(0), s))(
-        jnp.array([0, 3])
-    )
+    keys = seed_keys(0, np.array([0, 3]))
     for i in range(2):
         state = m.init(keys[i], cfg)
         for _ in range(4):
