@@ -79,6 +79,7 @@ def test_vmapped_seeds_equal_single_seed_runs():
 
 
 def test_step_does_not_retrace_for_new_float_values():
+    chex.clear_trace_counter()  # the counter is keyed by source, shared across files
     cfg = m.Config(depth=2)
 
     @jax.jit
