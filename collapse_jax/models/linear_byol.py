@@ -170,7 +170,8 @@ def observe(state: State, cfg: Config) -> dict[str, jax.Array]:
     ``parabola_gap [d]``: ``sⱼ − pⱼ²/α_p``; ``alignment``: eigenbasis alignment of
     ``W_p`` with ``F`` (1 = commuting); ``effective_rank`` of the representation;
     ``target_gap``: ``‖W_a − W‖_F``; ``loss``: the expected loss ``J``.
-    For DirectPred ``W_p`` is the predictor the next step will set.
+    For DirectPred ``W_p`` is the predictor set from ``F̂`` updated with the population
+    ``F`` (exactly the next step's predictor when ``batch_size = 0``).
     """
     F = state.W @ state.W.T
     s, U = jnp.linalg.eigh((F + F.T) / 2)
