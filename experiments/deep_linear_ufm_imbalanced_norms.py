@@ -67,11 +67,12 @@ def run(quick: bool = True) -> Result:
         band = [n for n in _COUNTS if s_e <= np.sqrt(n) < s_c]
         traj = simulate(model, cfg, seeds=seeds, steps=steps, every=every)
         pred = theory.predict(cfg)
-        # float32 runs: the converged values carry ~1e-6 relative rounding
+        # deterministic limit (z = 0): float32 runs carry ~1e-6 relative rounding, so
+        # atol = rtol = 1e-5; a seed stalled at a zero mode would fail this
         agreements[f"L={depth}"] = compare(
             traj,
             {"w_norm": pred["w_norm"], "sv": pred["sv"]},
-            z=4,
+            z=0,
             atol=1e-5,
             rtol=1e-5,
             at="final",

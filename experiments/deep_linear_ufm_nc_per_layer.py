@@ -48,9 +48,10 @@ def run(quick: bool = True) -> Result:
         traj = simulate(model, cfg, seeds=seeds, steps=steps, every=every)
         pred = theory.predict(cfg)
         keys = ("mean_norm", "w_norm", "sv", "nc1")
-        # float32 runs: the converged values carry ~1e-6 relative rounding
+        # deterministic limit (z = 0): float32 runs carry ~1e-6 relative rounding, so
+        # atol = rtol = 1e-5; a seed stalled at a zero mode would fail this
         agreements[f"L={depth}"] = compare(
-            traj, {k: pred[k] for k in keys}, z=4, atol=1e-5, rtol=1e-5, at="final"
+            traj, {k: pred[k] for k in keys}, z=0, atol=1e-5, rtol=1e-5, at="final"
         )
         arrays[f"L{depth}/steps"] = traj.steps
         arrays[f"L{depth}/nc1_mean"] = traj.mean("nc1")

@@ -122,7 +122,9 @@ def label_spectrum(cfg: Config) -> tuple[jax.Array, jax.Array, jax.Array]:
 def predict(cfg: Config, t=None) -> dict[str, jax.Array]:
     """Limits at the global minimiser (MSE only): ``sv`` ``[K]``, ``mean_gram``
     ``[L, K, K]``, ``mean_norm`` ``[L, K]``, ``w_gram`` ``[K, K]``, ``w_norm`` ``[K]``,
-    ``nc1`` ``[L]`` (zero: features collapse to their class means at every layer).
+    ``nc1`` ``[L]`` (zero: features collapse to their class means at every layer) and
+    ``loss`` (scalar): the global minimum value
+    (1/N) Σ_j [(x_j − s_j)²/2 + (m/2) c x_j^{2/m}].
 
     ``t`` is unused (all predictions are limits). Raises ``ValueError`` for the
     cross-entropy loss, which has no closed-form minimiser here.
@@ -156,4 +158,6 @@ def predict(cfg: Config, t=None) -> dict[str, jax.Array]:
         "w_gram": w_gram,
         "w_norm": jnp.sqrt(jnp.diagonal(w_gram)),
         "nc1": jnp.zeros((L,), x.dtype),
+        "loss": jnp.sum((x - s) ** 2 / 2 + m / 2 * c * x ** (2.0 / m))
+        / cfg.num_samples,
     }

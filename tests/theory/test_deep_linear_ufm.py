@@ -1,6 +1,8 @@
 """Deep linear UFM at convergence vs the closed-form MSE minimiser (Dang et al. 2023,
 arXiv 2301.00437; scalar reduction in theory/deep_linear_ufm.md)."""
 
+import dataclasses
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -9,16 +11,38 @@ from collapse_jax import compare, simulate
 from collapse_jax.models import deep_linear_ufm as m
 from collapse_jax.theory import deep_linear_ufm as th
 
-# float64, lr 0.3, λ = 1e-2: after 5000 GD steps the gradient norm is ~1e-8 and the
-# iterate is within ~1e-10 of its limit (measured when choosing the run length); the
-# stated atol 1e-6 is that convergence floor with margin, the seeds add no SE because
-# every seed reaches the same minimiser up to rotation (z = 4 over 2 seeds).
-# init_scale = 1: with three or more factors x = 0 is a local minimum of every mode's
-# scalar problem, and GD from a small init can leave a mode stuck there (seen with
-# init_scale = 0.5, dim = 6); from init_scale = 1 all 8 seeds tried reached the global
-# minimiser in each case below (lr 0.5 instead diverged on some seeds with a bias) (theory/deep_linear_ufm.md, "Optimisation").
+# float64, lr 0.3, λ = 1e-2, 5000 GD steps: the gradient norm ends ~1e-8 and a seed at
+# the global minimiser matches the closed form to ~1e-12 (1e-7 with a bias, where the
+# mean of H decays only at rate lr·λ_H); atol 1e-6 is that convergence floor with margin.
+# The limit is deterministic, so z = 0: every compared seed must match on its own.
+# With three or more factors x = 0 is a local minimum of every mode's scalar problem and
+# a seed whose mode starts anti-aligned can stall there (1 of 12 seeds for the minority
+# configuration below; theory/deep_linear_ufm.md, "Optimisation"). So the tests check
+# the global-minimiser claim in two falsifiable parts: no seed ends below the predicted
+# minimum value, and the seeds that reach it (at least one of four) have the predicted
+# geometry. init_scale = 1 keeps the stalls rare.
 RUN = dict(dtype="float64", lr=0.3, lambda_w=1e-2, lambda_h=1e-2, init_scale=1.0)
 ATOL = 1e-6
+LOSS_ATOL = 1e-9  # loss gap at the end of the run: ~1e-13 measured
+SEEDS = 4
+
+
+def _check_global_minimiser(cfg, keys=None):
+    pred = th.predict(cfg)
+    traj = simulate(m, cfg, seeds=SEEDS, steps=5000, every=5000)
+    gap = traj.final("loss") - float(pred["loss"])
+    assert np.all(gap > -LOSS_ATOL), f"a seed went below the predicted minimum: {gap}"
+    at_min = np.flatnonzero(gap < LOSS_ATOL)
+    assert at_min.size >= 1, f"no seed reached the predicted minimum value: {gap}"
+    reached = dataclasses.replace(
+        traj,
+        seeds=traj.seeds[at_min],
+        metrics={k: v[at_min] for k, v in traj.metrics.items()},
+    )
+    keys = keys or [k for k in pred if k != "loss"]
+    agreement = compare(reached, {k: pred[k] for k in keys}, z=0, atol=ATOL, at="final")
+    assert agreement.passed, agreement.table()
+    return pred
 
 
 @pytest.mark.parametrize(
@@ -34,9 +58,7 @@ def test_gd_converges_to_the_closed_form_minimiser(depth, per_class, bias):
     cfg = m.Config(
         num_classes=4, dim=6, depth=depth, per_class=per_class, bias=bias, **RUN
     )
-    traj = simulate(m, cfg, seeds=2, steps=5000, every=5000)
-    agreement = compare(traj, th.predict(cfg), z=4, atol=ATOL, at="final")
-    assert agreement.passed, agreement.table()
+    _check_global_minimiser(cfg)
 
 
 def test_minority_class_below_threshold_collapses_at_depth_three():
@@ -46,17 +68,8 @@ def test_minority_class_below_threshold_collapses_at_depth_three():
     # collapse is the only limit GD can reach, and n = 20 lies above the collapse one.
     assert 1.0 < float(th.existence_threshold(c, 4)) ** 2
     assert 20.0 > float(th.collapse_threshold(c, 4)) ** 2
-    pred = th.predict(cfg)
+    pred = _check_global_minimiser(cfg, ["w_norm", "mean_norm", "sv"])
     assert float(pred["w_norm"][3]) == 0.0 and float(pred["w_norm"][0]) > 0.1
-    traj = simulate(m, cfg, seeds=2, steps=5000, every=5000)
-    agreement = compare(
-        traj,
-        {k: pred[k] for k in ("w_norm", "mean_norm", "sv")},
-        z=4,
-        atol=ATOL,
-        at="final",
-    )
-    assert agreement.passed, agreement.table()
 
 
 @pytest.mark.parametrize("m_factors", [2, 3, 4, 6])
