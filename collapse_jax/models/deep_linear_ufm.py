@@ -23,7 +23,13 @@ import numpy as np
 from flax import struct
 
 from collapse_jax import metrics as M
-from collapse_jax._config import check_choice, check_dtype, check_int, check_range
+from collapse_jax._config import (
+    check_choice,
+    check_dtype,
+    check_int,
+    check_per_class,
+    check_range,
+)
 
 __all__ = ["Config", "State", "init", "loss", "observe", "step"]
 
@@ -51,17 +57,8 @@ class Config:
         check_int("num_classes", self.num_classes, 2)
         check_int("dim", self.dim, 1)
         check_int("depth", self.depth, 1)
-        if isinstance(self.per_class, tuple | list):
-            if len(self.per_class) != self.num_classes:
-                raise ValueError(
-                    f"per_class has {len(self.per_class)} counts; allowed: one per class "
-                    f"(num_classes={self.num_classes}) or a single int"
-                )
-            for k, n in enumerate(self.per_class):
-                check_int(f"per_class[{k}]", n, 1)
-            object.__setattr__(self, "per_class", tuple(int(n) for n in self.per_class))
-        else:
-            check_int("per_class", self.per_class, 1)
+        per_class = check_per_class("per_class", self.per_class, self.num_classes)
+        object.__setattr__(self, "per_class", per_class)
         check_choice("loss", self.loss, ("mse", "ce"))
         check_choice("bias", self.bias, (True, False))
         if self.lambda_w_scale is not None:
