@@ -36,9 +36,9 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import jax.scipy.linalg as jsl
 import numpy as np
 from flax import struct
+from jax import lax
 
 from collapse_jax._config import check_choice, check_dtype, check_int, check_range
 
@@ -140,9 +140,16 @@ def _scales(cfg: Config, dtype) -> jax.Array:
 
 
 def _signed_uniform(key: jax.Array, shape, dtype) -> jax.Array:
-    """Uniform on the open interval (−1, 1): one random-bits call for many uses."""
+    """Uniform on the open interval (−1, 1): one random-bits call for many uses.
+
+    Drawn as a flat vector of at least 16 entries, then reshaped: XLA on CPU takes
+    seconds to compile a vmapped threefry for some small or 2-D shapes (e.g. (10,)
+    or (44, 10)) but a fraction of a second for flat ones of 16 or more.
+    """
+    size = int(np.prod(shape))
     low = jnp.nextafter(jnp.asarray(-1.0, dtype), jnp.asarray(0.0, dtype))
-    return jax.random.uniform(key, shape, dtype, minval=low, maxval=1.0)
+    flat = jax.random.uniform(key, (max(size, 16),), dtype, minval=low, maxval=1.0)
+    return flat[:size].reshape(shape)
 
 
 def _normal(v: jax.Array) -> jax.Array:
@@ -200,10 +207,37 @@ def _draw(key: jax.Array, n: jax.Array, cfg: Config, dtype):
 
 
 def _ridge_solve(gram: jax.Array, moment: jax.Array, penalty: jax.Array) -> jax.Array:
-    """``(gram + penalty I)⁻¹ moment`` by Cholesky (gram is positive definite)."""
+    """``(gram + penalty I)⁻¹ moment`` for a positive definite ``gram`` (``[d, d]``).
+
+    Cholesky factorisation and the two triangular solves written as ``fori_loop``s
+    of vector operations rather than LAPACK calls: under ``vmap`` inside the
+    engine's scans on CPU, runs using the LAPACK custom calls occasionally stalled
+    (every XLA worker idle while the result was awaited).
+    """
     d = gram.shape[0]
-    factor = jsl.cho_factor(gram + penalty * jnp.eye(d, dtype=gram.dtype), lower=True)
-    return jsl.cho_solve(factor, moment)
+    A = gram + penalty * jnp.eye(d, dtype=gram.dtype)
+    idx = jnp.arange(d)
+
+    def column(j, L):
+        # L[:, j] = (A[:, j] − L[:, :j] L[j, :j]ᵀ) / L[j, j], zero above the diagonal.
+        prev = jnp.where(idx < j, L[j], 0.0)
+        v = A[:, j] - L @ prev
+        diag = jnp.sqrt(v[j])
+        col = jnp.where(idx >= j, v / diag, 0.0)
+        return L.at[:, j].set(col)
+
+    L = lax.fori_loop(0, d, column, jnp.zeros_like(A))
+
+    def forward(i, y):  # L y = b
+        return y.at[i].set((moment[i] - L[i] @ y) / L[i, i])
+
+    y = lax.fori_loop(0, d, forward, jnp.zeros_like(moment))
+
+    def backward(k, x):  # Lᵀ x = y, rows d−1 .. 0
+        i = d - 1 - k
+        return x.at[i].set((y[i] - L[:, i] @ x) / L[i, i])
+
+    return lax.fori_loop(0, d, backward, jnp.zeros_like(moment))
 
 
 def _fit(F, z, w_label, n, sigma, lam):

@@ -1,0 +1,159 @@
+"""recursive_regression: shapes, validation, sampler law, vmapped runs, no retrace."""
+
+import types
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+import collapse_jax as cj
+from collapse_jax.models import recursive_regression as m
+
+SEEDS, STEPS = 4, 4  # one shape for every small run here, so they share compiles
+
+
+def _cfg(**kw):
+    base = dict(dim=5, samples=12, generator_samples=9, policy="mix", real_weight=0.4)
+    base.update(kw)
+    return m.Config(**base)
+
+
+@pytest.fixture(scope="module")
+def run4():
+    return cj.simulate(m, _cfg(), seeds=SEEDS, steps=STEPS)
+
+
+def test_observe_reports_finite_float32_scalars(run4):
+    assert set(run4.metrics) == {"test_error", "downstream_error"}
+    for values in run4.metrics.values():
+        assert values.shape == (SEEDS, STEPS + 1) and values.dtype == np.float32
+        assert np.all(np.isfinite(values))
+    assert not run4.divergences
+
+
+def test_step_counts_generations_and_carries_a_legacy_key():
+    cfg = _cfg()
+    state = jax.jit(lambda k: m.step(m.step(m.init(k, cfg), cfg), cfg))(
+        jax.random.PRNGKey(0)
+    )
+    assert int(state.generation) == 2
+    assert state.key.dtype == jnp.uint32 and state.key.shape == (2,)
+
+
+def test_generation_zero_is_the_true_model():
+    cfg = _cfg()
+    state = m.init(jax.random.PRNGKey(1), cfg)
+    assert float(m.observe(state, cfg)["test_error"]) == 0.0
+    np.testing.assert_allclose(jnp.linalg.norm(state.w_true), cfg.signal, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kw, field",
+    [
+        (dict(dim=0), "dim"),
+        (dict(policy="refit"), "policy"),
+        (dict(fixed_design="yes"), "fixed_design"),
+        (dict(spectrum="flat"), "spectrum"),
+        (dict(dtype="float16"), "dtype"),
+        (dict(samples=4), "samples"),  # fewer than dim=5
+        (dict(generator_samples=7.5), "generator_samples"),  # not an integer
+        (dict(noise=-1.0), "noise"),
+        (dict(generator_noise=-0.1), "generator_noise"),
+        (dict(ridge=-1e-3), "ridge"),
+        (dict(generator_ridge=-1.0), "generator_ridge"),
+        (dict(real_weight=1.5), "real_weight"),
+        (dict(real_weight=-0.1), "real_weight"),
+        (dict(signal=-1.0), "signal"),
+        (dict(decay=-2.0), "decay"),
+    ],
+)
+def test_bad_config_raises_naming_the_field(kw, field):
+    with pytest.raises(ValueError, match=field):
+        _cfg(**kw)
+
+
+def test_bad_value_inside_a_grid_array_is_rejected():
+    with pytest.raises(ValueError, match="real_weight"):
+        _cfg(real_weight=np.array([0.2, 1.2]))
+
+
+def test_sampled_gram_matrix_has_the_wishart_law_of_x_transpose_x():
+    # XᵀX for T Gaussian rows N(0, Σ): mean T Σ, Var[(XᵀX)_kk] = 2 T s_k²,
+    # and tr(Σ⁻¹XᵀX) ~ χ²(T d). 20000 draws; moments within 5 SE, KS p > 1e-3.
+    cfg = m.Config(dim=4, spectrum="power_law", decay=1.0, dtype="float64")
+    T = 7.0
+    keys = jax.random.split(jax.random.PRNGKey(3), 20_000)
+    F, z = jax.vmap(lambda k: m._draw(k, T, cfg, jnp.float64))(keys)
+    gram = np.asarray(jnp.einsum("sij,skj->sik", F, F))
+    s = np.arange(1, 5) ** -1.0
+    mean, se = gram.mean(0), gram.std(0, ddof=1) / np.sqrt(len(gram))
+    assert np.all(np.abs(mean - T * np.diag(s)) <= 5 * se + 1e-12)
+    var_diag = gram[:, range(4), range(4)].var(0, ddof=1)
+    np.testing.assert_allclose(var_diag, 2 * T * s**2, rtol=0.06)  # ~5 SE of a var
+    trace = np.einsum("sii->s", gram / s[None, :, None])
+    assert stats.kstest(trace, stats.chi2(T * 4).cdf).pvalue > 1e-3
+    # Xᵀε = F z given X: its covariance is E XᵀX = T Σ.
+    u = np.asarray(jnp.einsum("sij,sj->si", F, z))
+    np.testing.assert_allclose(u.var(0, ddof=1), T * s, rtol=0.06)
+
+
+def test_step_does_not_retrace_when_float_hyperparameters_change():
+    traced = types.SimpleNamespace(
+        __name__="recursive_regression_traced",
+        init=m.init,
+        step=chex.assert_max_traces(m.step, n=1),
+        observe=m.observe,
+    )
+    a = cj.simulate(traced, _cfg(), seeds=SEEDS, steps=STEPS)
+    b = cj.simulate(
+        traced, _cfg(noise=0.3, ridge=0.2, real_weight=0.9), seeds=SEEDS, steps=STEPS
+    )
+    assert a["test_error"].shape == b["test_error"].shape == (SEEDS, STEPS + 1)
+
+
+def test_vmapped_seeds_equal_single_seed_runs(run4):
+    cfg, many = _cfg(), run4
+    for s in range(SEEDS):
+        one = cj.simulate(m, cfg, seeds=[s], steps=STEPS)
+        for name in many.metrics:
+            # Same ops on the same keys; batching may only reorder float32 sums.
+            np.testing.assert_allclose(
+                one[name][0], many[name][s], rtol=1e-5, atol=1e-7
+            )
+
+
+def test_vmapped_grid_over_T0_ridge_and_weight_equals_separate_runs():
+    cfg = _cfg()
+    grid = {
+        "generator_samples": [9, 30],
+        "ridge": [0.0, 0.5],
+        "real_weight": [0.2, 0.9],
+    }
+    tr = cj.sweep(m, cfg, grid, seeds=SEEDS, steps=STEPS)
+    assert tr["test_error"].shape == (8, SEEDS, STEPS + 1)
+    for g in range(8):
+        point = {k: float(v[g]) for k, v in tr.grid.items()}
+        point["generator_samples"] = int(point["generator_samples"])
+        one = cj.simulate(m, cfg.replace(**point), seeds=SEEDS, steps=STEPS)
+        for name in tr.metrics:
+            np.testing.assert_allclose(one[name], tr[name][g], rtol=1e-5, atol=1e-7)
+
+
+def test_fixed_design_is_reused_and_fresh_design_is_not():
+    cfg = _cfg(policy="replace", fixed_design=True)
+    state = m.init(jax.random.PRNGKey(0), cfg)
+    later = m.step(m.step(state, cfg), cfg)
+    np.testing.assert_array_equal(state.design, later.design)
+    assert float(jnp.abs(state.design).sum()) > 0
+    fresh = m.init(jax.random.PRNGKey(0), _cfg(policy="replace"))
+    assert float(jnp.abs(fresh.design).sum()) == 0  # unused placeholder
+
+
+def test_float64_run_is_finite_and_float64():
+    cfg = _cfg(dtype="float64", policy="accumulate", generator_ridge=0.1)
+    tr = cj.simulate(m, cfg, seeds=SEEDS, steps=STEPS)
+    assert tr["downstream_error"].dtype == np.float64
+    assert np.all(np.isfinite(tr["test_error"])) and not tr.divergences
