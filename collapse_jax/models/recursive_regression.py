@@ -93,8 +93,8 @@ class Config:
     fixed_design: bool = struct.field(pytree_node=False, default=False)
     spectrum: str = struct.field(pytree_node=False, default="isotropic")
     dtype: str = struct.field(pytree_node=False, default="float32")
-    samples: float = 100
-    generator_samples: float = 100
+    samples: float = 100.0
+    generator_samples: float = 100.0
     noise: float = 1.0
     generator_noise: float = 1.0
     ridge: float = 0.0
@@ -104,6 +104,10 @@ class Config:
     decay: float = 1.0
 
     def __post_init__(self):
+        for name in ("samples", "generator_samples"):  # counts are float leaves
+            value = getattr(self, name)
+            if isinstance(value, int | np.integer) and not isinstance(value, bool):
+                object.__setattr__(self, name, float(value))
         check_int("dim", self.dim, 1)
         check_choice("policy", self.policy, ("replace", "accumulate", "mix"))
         check_choice("fixed_design", self.fixed_design, (True, False))
