@@ -101,5 +101,6 @@ def restore(directory: str, done: int, leaves_like: list[Any], records_like: dic
 def _abstract(x):
     import jax
 
-    x = np.asarray(x)
+    if not (hasattr(x, "shape") and hasattr(x, "dtype")):
+        x = np.asarray(x)
     return jax.ShapeDtypeStruct(x.shape, x.dtype)

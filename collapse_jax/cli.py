@@ -124,6 +124,9 @@ def _cmd_reproduce(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from collapse_jax import _runtime
+
+    _runtime.enable_compilation_cache()
     parser = argparse.ArgumentParser(
         prog="collapse-jax",
         description="Toy models of collapse, simulated in JAX and checked against theory.",

@@ -1,18 +1,28 @@
-"""The engine: ``lax.scan`` over steps, ``vmap`` over seeds and grids, one ``jit``.
+"""The engine: ``lax.scan`` over steps, blocks of ``vmap``'d runs, devices, one ``jit``.
 
-A run is cut into chunks of whole records. Every chunk runs the same per-step
-computation on the same state, so the numbers do not depend on the chunk size; between
-chunks the engine advances a progress bar, checks for divergence and may checkpoint.
+A *run* is one (grid point, seed) pair. The runs of a call are flattened into one axis,
+padded to fill every device equally, split over the devices with ``shard_map`` (no
+cross-device communication: each device owns its runs), and on each device run in
+blocks of ``block_size`` runs one after another (``lax.map`` over blocks of a ``vmap``),
+so that a block's state stays in cache for the whole chunk of steps. Every run computes
+exactly the same per-run program, so its numbers do not depend on the block size, the
+device count, the chunk size or which other runs share the call (tested bitwise).
+
+A call goes through five stages: plan (check arguments, lay out runs and blocks),
+place (initial states on the devices), resume (from a checkpoint, if any), advance
+(chunks of records with a progress bar and checkpoints), assemble (the Trajectory).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
+import os
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -20,7 +30,7 @@ import numpy as np
 from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from collapse_jax import _checkpoint
+from collapse_jax import _checkpoint, _runtime
 from collapse_jax._config import config_to_dict
 from collapse_jax.trajectory import Divergence, Trajectory
 
@@ -28,6 +38,12 @@ __all__ = ["DivergenceWarning", "expand_grid", "seed_keys", "simulate", "sweep"]
 
 # Without a chunk size, runs up to this many steps go in one chunk; longer ones in ~10.
 _ONE_CHUNK_MAX_STEPS = 20_000
+# Bytes of per-run state and record one CPU block may hold. A block's working set
+# (state, gradients, intermediates: a few times the state) then stays in a core's L2
+# and L3 share; measured on UFM-MSE (benchmarks/bench_ufm.py --blocks).
+_CPU_BLOCK_BYTES = 4 << 20
+_CPU_MAX_BLOCK = 64  # tiny models: bounds the padding of a call with few seeds
+_RUNS = "runs"  # the mesh axis of the flattened runs
 
 
 class DivergenceWarning(RuntimeWarning):
@@ -52,6 +68,7 @@ def simulate(
     progress: bool | None = None,
     checkpoint_dir: str | None = None,
     devices: int | Sequence[jax.Device] | None = None,
+    block_size: int | None = None,
 ) -> Trajectory:
     """Runs ``model`` from ``init`` for ``steps`` steps on every seed.
 
@@ -67,25 +84,19 @@ def simulate(
       chunk: steps per compiled chunk (a multiple of ``every``); never changes results.
       progress: show a progress bar (default: only on a terminal).
       checkpoint_dir: write a checkpoint after every chunk and resume from it.
-      devices: shard the seed axis over these devices (default: all local devices when
-        the seed count divides evenly; 1 disables sharding).
+      devices: split the runs over these local devices, or over the first ``n``
+        (default: all local devices; ``1`` keeps everything on one).
+      block_size: runs vmapped together on a device; the blocks run one after
+        another. Default: sized from the per-run state so a block stays in cache on a
+        CPU, all runs at once on an accelerator. Never changes results.
 
     Returns:
       A ``Trajectory`` with metrics ``[S, T, ...]``, ``T = steps // every + 1``.
     """
     return _run(
-        model,
-        cfg,
-        {},
-        steps,
-        seeds,
-        every,
-        key,
-        chunk,
-        progress,
-        checkpoint_dir,
-        devices,
-    )
+        model, cfg, {}, steps, seeds, every, key, chunk, progress, checkpoint_dir,
+        devices, block_size,
+    )  # fmt: skip
 
 
 def sweep(
@@ -101,6 +112,7 @@ def sweep(
     progress: bool | None = None,
     checkpoint_dir: str | None = None,
     devices: int | Sequence[jax.Device] | None = None,
+    block_size: int | None = None,
 ) -> Trajectory:
     """``simulate`` over the Cartesian product of float hyperparameter values.
 
@@ -108,23 +120,15 @@ def sweep(
     flattened (first field slowest) into a leading axis ``G``: metrics are
     ``[G, S, T, ...]`` and ``trajectory.grid[name]`` is ``[G]``. Every grid point uses
     the same seed keys (common random numbers), so differences between points are not
-    sampling noise of the initialisation. Other arguments as in ``simulate``.
+    sampling noise of the initialisation. Grid points and seeds share the blocks and
+    devices. Other arguments as in ``simulate``.
     """
     if not grid:
         raise ValueError("grid: give at least one field with values to sweep")
     return _run(
-        model,
-        cfg,
-        dict(grid),
-        steps,
-        seeds,
-        every,
-        key,
-        chunk,
-        progress,
-        checkpoint_dir,
-        devices,
-    )
+        model, cfg, dict(grid), steps, seeds, every, key, chunk, progress,
+        checkpoint_dir, devices, block_size,
+    )  # fmt: skip
 
 
 def expand_grid(cfg: Any, grid: Mapping[str, Sequence[float]]):
@@ -169,14 +173,202 @@ def _grid_config(cfg: Any, grid: dict[str, Sequence[float]]):
     return cfg.replace(**leaves), flat
 
 
+# --------------------------------------------------------------------------- compiled
+
+
+class _Layout(NamedTuple):
+    """How the padded runs of one call are split: static, so part of the jit key."""
+
+    block: int  # runs vmapped together
+    mesh: Mesh | None  # devices holding equal shares of the runs; None: one device
+    cfg_per_run: bool  # a sweep: every Config leaf has a leading run axis
+
+
+def _shard_map(fn, mesh, in_specs, out_specs):
+    shard_map = getattr(jax, "shard_map", None)
+    if shard_map is None:  # jax < 0.6
+        from jax.experimental.shard_map import shard_map  # noqa: PLC0415
+
+        return shard_map(
+            fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_rep=False
+        )
+    return shard_map(
+        fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False
+    )
+
+
+def _loop(count, body, init):
+    """``fori_loop(0, count, body, init)`` with a trip count XLA cannot see.
+
+    ``count`` is a traced scalar. XLA rewrites a loop it knows runs once (or a few
+    times) into straight-line code fused with its neighbours, whose rounding differs
+    from the loop's; a trip count that is a runtime value keeps one loop body, so a
+    block, a record or a step computes the same bits however many of them there are.
+    """
+    return lax.fori_loop(0, count, body, init)
+
+
+def _stack_into(buffers, values, i):
+    return jax.tree.map(
+        lambda b, v: lax.dynamic_update_index_in_dim(b, v, i, 0), buffers, values
+    )
+
+
+def _zeros_like_stacked(count: int, shapes):
+    return jax.tree.map(lambda s: jnp.zeros((count,) + s.shape, s.dtype), shapes)
+
+
+def _traced_once(fn, *args):
+    """``(apply, out_shapes)``: ``fn`` traced once at ``args``; ``apply`` replays it.
+
+    A loop body needs its outputs' shapes before the loop (to allocate the stacked
+    records); tracing ``fn`` for the shapes and again in the body would trace a
+    model's ``step``/``observe`` twice per compile.
+    """
+    closed, shapes = jax.make_jaxpr(fn, return_shape=True)(*args)
+    treedef = jax.tree.structure(shapes)
+
+    def apply(*a):
+        flat = jax.core.eval_jaxpr(closed.jaxpr, closed.consts, *jax.tree.leaves(a))
+        return jax.tree.unflatten(treedef, flat)
+
+    return apply, shapes
+
+
+def _per_run(fn, layout: _Layout):
+    """Lifts ``fn(run_input, cfg)`` to leaves ``[R, ...]`` of all padded runs.
+
+    Each device gets ``R / devices`` runs and maps ``fn`` over them in blocks of
+    ``layout.block``: a loop over blocks of a ``vmap``. ``fn`` and the returned
+    function take ``counts`` last (see ``_Compiled``), the block count first.
+    """
+    cfg_axis = 0 if layout.cfg_per_run else None
+    vmapped = jax.vmap(fn, in_axes=(0, cfg_axis, None))
+
+    def local(inputs, cfg, counts):
+        count = jax.tree.leaves(inputs)[0].shape[0] // layout.block
+        blocks = jax.tree.map(
+            lambda x: x.reshape((count, layout.block) + x.shape[1:]), inputs
+        )
+        cfg_blocks = (
+            jax.tree.map(lambda x: x.reshape((count, layout.block)), cfg)
+            if layout.cfg_per_run
+            else None
+        )
+
+        def block(j):
+            pick = functools.partial(lax.dynamic_index_in_dim, index=j, keepdims=False)
+            c = jax.tree.map(pick, cfg_blocks) if layout.cfg_per_run else cfg
+            return vmapped(jax.tree.map(pick, blocks), c, counts)
+
+        block_once, shapes = _traced_once(block, jnp.int32(0))
+        out = _loop(
+            counts[0],
+            lambda j, buf: _stack_into(buf, block_once(j), j),
+            _zeros_like_stacked(count, shapes),
+        )
+        return jax.tree.map(lambda x: x.reshape((count * layout.block,) + x.shape[2:]), out)
+
+    if layout.mesh is None:
+        return local
+    runs = PartitionSpec(_RUNS)
+    cfg_spec = runs if layout.cfg_per_run else PartitionSpec()
+    return _shard_map(local, layout.mesh, (runs, cfg_spec, PartitionSpec()), runs)
+
+
+class _Compiled:
+    """Jitted init/observe/advance of one (init, step, observe) triple.
+
+    ``counts`` is ``int32[3]``: blocks per device, steps per record, records; passed
+    as traced values so that no loop is specialised on its trip count.
+    """
+
+    def __init__(self, init, step, observe):
+        def advance_one(state, cfg, counts, records):
+            observe_once, shapes = _traced_once(observe, state, cfg)
+
+            def record(i, carry):
+                s, buf = carry
+                s = _loop(counts[1], lambda _, s: step(s, cfg), s)
+                return s, _stack_into(buf, observe_once(s, cfg), i)
+
+            buf = _zeros_like_stacked(records, shapes)
+            return _loop(counts[2], record, (state, buf))
+
+        def run_init(keys, cfg, counts, layout):
+            return _per_run(lambda k, c, _: init(k, c), layout)(keys, cfg, counts)
+
+        def run_observe(state, cfg, counts, layout):
+            return _per_run(lambda s, c, _: observe(s, c), layout)(state, cfg, counts)
+
+        def run_advance(state, cfg, counts, layout, records):
+            fn = functools.partial(advance_one, records=records)
+            return _per_run(fn, layout)(state, cfg, counts)
+
+        self.init = jax.jit(run_init, static_argnums=(3,))
+        self.observe = jax.jit(run_observe, static_argnums=(3,))
+        self.advance = jax.jit(run_advance, static_argnums=(3, 4))
+
+
+# Keyed by the functions themselves: editing and reloading a model gives new functions
+# and so new programs, never the old compiled code.
+_COMPILED: dict[tuple[Any, Any, Any], _Compiled] = {}
+
+
+def _compiled(model) -> _Compiled:
+    fns = (model.init, model.step, model.observe)
+    entry = _COMPILED.get(fns)
+    if entry is None:
+        entry = _COMPILED[fns] = _Compiled(*fns)
+    return entry
+
+
+# --------------------------------------------------------------------------- plan
+
+
+@dataclasses.dataclass
+class _Plan:
+    model_name: str
+    fns: _Compiled
+    cfg: Any  # the Config; for a sweep, leaves with a leading grid axis [G]
+    grid_values: dict[str, np.ndarray]
+    seed_ids: np.ndarray
+    steps: int
+    every: int
+    key: int
+    chunk: int
+    lead: tuple[int, ...]  # (G, S) for a sweep, else (S,)
+    runs: int  # G * S
+    padded: int  # runs rounded up to whole blocks on every device
+    layout: _Layout
+
+    @property
+    def records(self) -> int:
+        return self.steps // self.every
+
+    def counts(self, records: int) -> jax.Array:
+        """The loop trip counts ``[blocks per device, every, records]``."""
+        blocks = self.padded // self.layout.block // self.devices
+        return jnp.array([blocks, self.every, records], jnp.int32)
+
+    @property
+    def devices(self) -> int:
+        mesh = self.layout.mesh
+        return 1 if mesh is None else mesh.devices.size
+
+    def leading(self, x: np.ndarray) -> np.ndarray:
+        """``[padded, ...]`` -> ``[*lead, ...]`` without the padding runs."""
+        return np.asarray(x)[: self.runs].reshape(self.lead + x.shape[1:])
+
+
+def _check_int(name, value, low=1):
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+        raise ValueError(f"{name}={value!r} must be an integer >= {low}")
+    return int(value)
+
+
 def _check_args(steps, seeds, every, chunk):
-    for name, value in (("steps", steps), ("every", every)):
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | np.integer)
-            or value < 1
-        ):
-            raise ValueError(f"{name}={value!r} must be an integer >= 1")
+    steps, every = _check_int("steps", steps), _check_int("every", every)
     if steps % every:
         raise ValueError(f"every={every} must divide steps={steps}")
     if isinstance(seeds, int | np.integer) and not isinstance(seeds, bool):
@@ -197,205 +389,270 @@ def _check_args(steps, seeds, every, chunk):
             if steps <= _ONE_CHUNK_MAX_STEPS
             else every * math.ceil(steps // every / 10)
         )
-    if isinstance(chunk, bool) or not isinstance(chunk, int | np.integer) or chunk < 1:
-        raise ValueError(f"chunk={chunk!r} must be an integer >= 1")
+    chunk = _check_int("chunk", chunk)
     if chunk % every:
         raise ValueError(f"chunk={chunk} must be a multiple of every={every}")
-    return seed_ids, int(chunk)
+    return steps, seed_ids, every, chunk
 
 
-class _Compiled:
-    """Jitted init/observe/advance for one model, cached so reruns do not retrace."""
-
-    def __init__(self, model):
-        self.model = model
-
-        def batch(fn, grid):
-            seeded = jax.vmap(fn, in_axes=(0, None))
-            return jax.vmap(seeded, in_axes=(0, 0)) if grid else seeded
-
-        def init(keys, cfg, grid):
-            one = model.init
-            if grid:
-                return jax.vmap(jax.vmap(one, in_axes=(0, None)), in_axes=(None, 0))(
-                    keys, cfg
-                )
-            return jax.vmap(one, in_axes=(0, None))(keys, cfg)
-
-        def observe(state, cfg, grid):
-            return batch(model.observe, grid)(state, cfg)
-
-        def advance(state, cfg, grid, every, records):
-            def one_seed(s, c):
-                def record(s, _):
-                    s, _ = lax.scan(
-                        lambda s, _: (model.step(s, c), None), s, None, length=every
-                    )
-                    return s, model.observe(s, c)
-
-                return lax.scan(record, s, None, length=records)
-
-            return batch(one_seed, grid)(state, cfg)
-
-        self.init = jax.jit(init, static_argnums=(2,))
-        self.observe = jax.jit(observe, static_argnums=(2,))
-        self.advance = jax.jit(advance, static_argnums=(2, 3, 4))
-
-
-_COMPILED: dict[int, _Compiled] = {}
-
-
-def _compiled(model) -> _Compiled:
-    entry = _COMPILED.get(id(model))
-    if entry is None or entry.model is not model:
-        entry = _COMPILED[id(model)] = _Compiled(model)
-    return entry
-
-
-def _mesh_for(devices, batch_sizes: Sequence[int]):
-    """Picks devices and the batch axis to shard, or None for a single device."""
+def _pick_devices(devices) -> list:
+    local = jax.local_devices()
     if devices is None:
-        devs = jax.local_devices()
-    elif isinstance(devices, int | np.integer):
-        if devices < 1 or devices > jax.local_device_count():
-            raise ValueError(
-                f"devices={devices} must be in [1, {jax.local_device_count()}]"
-            )
-        devs = jax.local_devices()[: int(devices)]
+        chosen = local
+    elif isinstance(devices, int | np.integer) and not isinstance(devices, bool):
+        if not 1 <= devices <= len(local):
+            raise ValueError(f"devices={devices} must be in [1, {len(local)}]")
+        chosen = local[: int(devices)]
     else:
-        devs = list(devices)
-    if len(devs) <= 1:
-        return None
-    for axis, size in enumerate(batch_sizes):
-        if size % len(devs) == 0:
-            return Mesh(np.array(devs), ("batch",)), axis
-    if devices is not None:
-        raise ValueError(
-            f"devices: {len(devs)} devices do not divide the batch axes {batch_sizes}"
+        chosen = list(devices)
+        if not chosen or any(d not in local for d in chosen):
+            raise ValueError(
+                f"devices must be a non-empty list of this process's devices {local}"
+            )
+    if (
+        len(chosen) > 1
+        and chosen[0].platform == "cpu"
+        and _runtime.lapack_deadlocks_on_several_cpu_devices()
+    ):
+        warnings.warn(
+            f"jaxlib {'.'.join(map(str, _runtime.jaxlib_version()))} can deadlock in batched linear algebra on "
+            "several CPU devices; running on one (install jaxlib < 0.9.1)",
+            RuntimeWarning,
+            stacklevel=4,
         )
-    return None
+        chosen = chosen[:1]
+    return chosen
 
 
-def _run(
-    model, cfg, grid, steps, seeds, every, key, chunk, progress, ckpt_dir, devices
-) -> Trajectory:
-    seed_ids, chunk = _check_args(steps, seeds, every, chunk)
+def _tree_bytes(tree) -> int:
+    return sum(math.prod(x.shape) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree))
+
+
+_STATE_BYTES: dict[Any, int] = {}
+
+
+def _per_run_bytes(model, cfg, grid: bool) -> int:
+    """Bytes of one run's state plus one record, cached per model and Config shape
+    (evaluating the shapes traces ``init`` and ``observe``)."""
+    one_cfg = jax.tree.map(lambda x: x[0], cfg) if grid else cfg
+    leaves, treedef = jax.tree.flatten(one_cfg)
+    key = (
+        (model.init, model.observe),
+        treedef,
+        tuple((np.shape(x), jnp.result_type(x)) for x in leaves),
+    )
+    if key not in _STATE_BYTES:
+        state = jax.eval_shape(model.init, jax.random.PRNGKey(0), one_cfg)
+        record = jax.eval_shape(model.observe, state, one_cfg)
+        _STATE_BYTES[key] = max(1, _tree_bytes(state) + _tree_bytes(record))
+    return _STATE_BYTES[key]
+
+
+def _auto_block(model, cfg, grid: bool, runs: int, devices: int, platform: str) -> int:
+    """Runs per block on a device.
+
+    On a CPU it depends on the model's sizes only, never on the seed or device count
+    or the run length: XLA compiles every batch width to its own code, whose last bits
+    may differ, so a fixed width is what keeps a seed's numbers the same however many
+    seeds run beside it. As many runs as keep a block's state and one record in cache.
+    On an accelerator, all of a device's runs at once: the widest batch is fastest.
+    """
+    if platform != "cpu":
+        return math.ceil(runs / devices)
+    per_run = _per_run_bytes(model, cfg, grid)
+    return max(1, min(_CPU_MAX_BLOCK, _CPU_BLOCK_BYTES // per_run))
+
+
+def _plan(model, cfg, grid, steps, seeds, every, key, chunk, devices, block_size):
+    steps, seed_ids, every, chunk = _check_args(steps, seeds, every, chunk)
     for attr in ("init", "step", "observe"):
         if not callable(getattr(model, attr, None)):
             raise TypeError(f"model must define {attr}(...); got {model!r}")
-    model_name = getattr(model, "__name__", type(model).__qualname__)
-    fns = _compiled(model)
-    has_grid = bool(grid)
     grid_values: dict[str, np.ndarray] = {}
-    if has_grid:
+    if grid:
         cfg, grid_values = _grid_config(cfg, grid)
-    batch_sizes = ([len(next(iter(grid_values.values())))] if has_grid else []) + [
-        len(seed_ids)
-    ]
-
-    keys = seed_keys(key, seed_ids)
-    state = fns.init(keys, cfg, has_grid)
-    placement = _mesh_for(devices, batch_sizes)
-    if placement is not None:
-        mesh, axis = placement
-        spec = PartitionSpec(*([None] * axis), "batch")
-        state = jax.device_put(state, NamedSharding(mesh, spec))
-        cfg = jax.device_put(cfg, NamedSharding(mesh, PartitionSpec()))
-
-    total = steps // every
-    chunk_records = chunk // every
-    first = jax.tree.map(
-        lambda x: np.expand_dims(np.asarray(x), len(batch_sizes)),
-        fns.observe(state, cfg, has_grid),
+    lead = ((len(next(iter(grid_values.values()))),) if grid else ()) + (len(seed_ids),)
+    runs = math.prod(lead)
+    chosen = _pick_devices(devices)
+    if block_size is None:
+        platform = chosen[0].platform
+        block = _auto_block(model, cfg, bool(grid), runs, len(chosen), platform)
+    else:
+        block = _check_int("block_size", block_size)
+    # Whole blocks, as evenly over the devices as they go; the last is padded.
+    blocks = math.ceil(runs / block)
+    chosen = chosen[: min(len(chosen), blocks)]
+    per_device = math.ceil(blocks / len(chosen))
+    mesh = Mesh(np.array(chosen), (_RUNS,)) if len(chosen) > 1 else None
+    return _Plan(
+        model_name=getattr(model, "__name__", type(model).__qualname__),
+        fns=_compiled(model),
+        cfg=cfg,
+        grid_values=grid_values,
+        seed_ids=seed_ids,
+        steps=steps,
+        every=every,
+        key=key,
+        chunk=chunk,
+        lead=lead,
+        runs=runs,
+        padded=per_device * len(chosen) * block,
+        layout=_Layout(block=block, mesh=mesh, cfg_per_run=bool(grid)),
     )
+
+
+# --------------------------------------------------------------------------- place
+
+
+def _pad_index(plan: _Plan) -> np.ndarray:
+    """Run index of every padded slot: the real runs, then copies of run 0."""
+    return np.concatenate([np.arange(plan.runs), np.zeros(plan.padded - plan.runs, int)])
+
+
+def _put(plan: _Plan, tree, per_run: bool = True):
+    mesh = plan.layout.mesh
+    if mesh is None or not per_run:  # a shared Config goes in as it is: jit shares it
+        return tree
+    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec(_RUNS)))
+
+
+def _place(plan: _Plan):
+    """Initial states ``[padded, ...]`` and the Config as the compiled steps take it."""
+    slots = _pad_index(plan)
+    seed_pos = slots % len(plan.seed_ids)  # runs are grid-major: run = g * S + s
+    keys = _put(plan, seed_keys(plan.key, plan.seed_ids[seed_pos]))
+    if plan.layout.cfg_per_run:
+        grid_pos = jnp.asarray(slots // len(plan.seed_ids))
+        cfg = _put(plan, jax.tree.map(lambda x: jnp.asarray(x)[grid_pos], plan.cfg))
+    else:
+        cfg = _put(plan, plan.cfg, per_run=False)
+    return plan.fns.init(keys, cfg, plan.counts(0), plan.layout), cfg
+
+
+# --------------------------------------------------------------------------- resume
+
+
+def _fingerprint(plan: _Plan) -> dict[str, Any]:
+    return {
+        "model": plan.model_name,
+        "config": config_to_dict(plan.cfg),
+        "grid": {k: v.tolist() for k, v in plan.grid_values.items()},
+        "seeds": plan.seed_ids.tolist(),
+        "steps": plan.steps,
+        "every": plan.every,
+        "key": plan.key,
+        "chunk": plan.chunk,
+    }
+
+
+def _resume(plan: _Plan, ckpt_dir, state, first: dict[str, np.ndarray]):
+    """``(state, records, done)`` from the newest checkpoint, or the fresh start.
+
+    Checkpoints hold the real runs only (``[*lead, ...]``), so a run resumes on any
+    number of devices and with any block size.
+    """
     records = {k: [v] for k, v in first.items()}
-    done = 0
+    if ckpt_dir is None:
+        return state, records, 0
+    _checkpoint.prepare(ckpt_dir, _fingerprint(plan))
+    done = _checkpoint.latest(ckpt_dir)
+    if done is None:
+        return state, records, 0
+    leaves, treedef = jax.tree.flatten(state)
+    like_leaves = [
+        jax.ShapeDtypeStruct(plan.lead + x.shape[1:], x.dtype) for x in leaves
+    ]
+    axis = len(plan.lead)
+    like_records = {
+        k: jax.ShapeDtypeStruct(
+            v[0].shape[:axis] + (done + 1,) + v[0].shape[axis + 1 :], v[0].dtype
+        )
+        for k, v in records.items()
+    }
+    leaves, restored = _checkpoint.restore(ckpt_dir, done, like_leaves, like_records)
+    slots = _pad_index(plan)
+    leaves = [np.asarray(x).reshape((plan.runs,) + x.shape[axis:])[slots] for x in leaves]
+    state = _put(plan, jax.tree.unflatten(treedef, leaves))
+    return state, {k: [v] for k, v in restored.items()}, done
 
-    if ckpt_dir is not None:
-        fingerprint = {
-            "model": model_name,
-            "config": config_to_dict(cfg),
-            "grid": {k: v.tolist() for k, v in grid_values.items()},
-            "seeds": seed_ids.tolist(),
-            "steps": steps,
-            "every": every,
-            "key": key,
-            "chunk": chunk,
-        }
-        _checkpoint.prepare(ckpt_dir, fingerprint)
-        resumed = _checkpoint.latest(ckpt_dir)
-        if resumed is not None:
-            leaves, treedef = jax.tree.flatten(state)
-            like = {
-                k: np.zeros(
-                    v[0].shape[: len(batch_sizes)]
-                    + (resumed + 1,)
-                    + v[0].shape[len(batch_sizes) + 1 :],
-                    v[0].dtype,
-                )
-                for k, v in records.items()
-            }
-            leaves, restored = _checkpoint.restore(ckpt_dir, resumed, leaves, like)
-            shardings = [getattr(x, "sharding", None) for x in jax.tree.leaves(state)]
-            leaves = [
-                jax.device_put(x, s) if s is not None else jnp.asarray(x)
-                for x, s in zip(leaves, shardings, strict=True)
-            ]
-            state = jax.tree.unflatten(treedef, leaves)
-            records = {k: [v] for k, v in restored.items()}
-            done = resumed
 
-    from tqdm import tqdm
+# --------------------------------------------------------------------------- advance
 
+
+def _advance(plan: _Plan, state, cfg, records, done, ckpt_dir, progress):
+    """Runs the remaining chunks; appends ``[*lead, n, ...]`` records per chunk."""
+    from tqdm import tqdm  # noqa: PLC0415
+
+    axis = len(plan.lead)
+    chunk_records = plan.chunk // plan.every
     bar = tqdm(
-        total=steps,
-        initial=done * every,
-        desc=model_name,
+        total=plan.steps,
+        initial=done * plan.every,
+        desc=plan.model_name,
         unit="step",
         disable=None if progress is None else not progress,
         leave=False,
     )
-    time_axis = len(batch_sizes)
     try:
-        while done < total:
-            n = min(chunk_records, total - done)
-            state, out = fns.advance(state, cfg, has_grid, every, n)
+        while done < plan.records:
+            n = min(chunk_records, plan.records - done)
+            state, out = plan.fns.advance(state, cfg, plan.counts(n), plan.layout, n)
             for k, v in out.items():
-                records[k].append(np.asarray(v))
+                records[k].append(plan.leading(v))
             done += n
-            bar.update(n * every)
+            bar.update(n * plan.every)
             if ckpt_dir is not None:
-                merged = {
-                    k: np.concatenate(v, axis=time_axis) for k, v in records.items()
-                }
+                merged = {k: np.concatenate(v, axis=axis) for k, v in records.items()}
                 records = {k: [v] for k, v in merged.items()}
-                _checkpoint.save(ckpt_dir, done, jax.tree.leaves(state), merged)
+                leaves = [plan.leading(x) for x in jax.tree.leaves(state)]
+                _checkpoint.save(ckpt_dir, done, leaves, merged)
     finally:
         bar.close()
+    return records
 
-    metrics = {k: np.concatenate(v, axis=time_axis) for k, v in records.items()}
-    step_index = np.arange(total + 1) * every
-    divergences = _find_divergences(metrics, step_index, seed_ids, has_grid)
+
+# --------------------------------------------------------------------------- assemble
+
+
+def _assemble(plan: _Plan, records) -> Trajectory:
+    axis = len(plan.lead)
+    metrics = {k: np.concatenate(v, axis=axis) for k, v in records.items()}
+    step_index = np.arange(plan.records + 1) * plan.every
+    has_grid = bool(plan.grid_values)
+    divergences = _find_divergences(metrics, step_index, plan.seed_ids, has_grid)
     if divergences:
         shown = "; ".join(str(d) for d in divergences[:5])
         more = f" (and {len(divergences) - 5} more)" if len(divergences) > 5 else ""
         warnings.warn(
-            f"{model_name}: {len(divergences)} run(s) diverged: {shown}{more}. "
+            f"{plan.model_name}: {len(divergences)} run(s) diverged: {shown}{more}. "
             "Their values are kept in the trajectory and left out of means and "
             "comparisons.",
             DivergenceWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
     return Trajectory(
-        model=model_name,
-        config=config_to_dict(cfg),
+        model=plan.model_name,
+        config=config_to_dict(plan.cfg),
         steps=step_index,
-        seeds=seed_ids,
+        seeds=plan.seed_ids,
         metrics=metrics,
-        grid=grid_values,
+        grid=plan.grid_values,
         divergences=tuple(divergences),
-        cfg=cfg,
+        cfg=plan.cfg,
     )
+
+
+def _run(
+    model, cfg, grid, steps, seeds, every, key, chunk, progress, ckpt_dir, devices,
+    block_size,
+) -> Trajectory:  # fmt: skip
+    plan = _plan(model, cfg, grid, steps, seeds, every, key, chunk, devices, block_size)
+    state, run_cfg = _place(plan)
+    first = plan.fns.observe(state, run_cfg, plan.counts(0), plan.layout)
+    first = {k: np.expand_dims(plan.leading(v), len(plan.lead)) for k, v in first.items()}
+    state, records, done = _resume(plan, ckpt_dir, state, first)
+    records = _advance(plan, state, run_cfg, records, done, ckpt_dir, progress)
+    return _assemble(plan, records)
 
 
 def _find_divergences(metrics, step_index, seed_ids, has_grid) -> list[Divergence]:

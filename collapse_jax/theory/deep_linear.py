@@ -18,10 +18,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 from scipy.special import roots_genlaguerre
 
 from collapse_jax.models.deep_linear import Config
+from collapse_jax.theory._ode import rk4_at_steps
 
 __all__ = [
     "gd_first_order_error",
@@ -73,28 +73,10 @@ def mode_strength_depth(steps, s, lam, u0, depth: int, lr):
     Returns:
       ``[T, M]``.
     """
-    steps = np.asarray(steps)
-    n = int(steps.max()) if steps.size else 0
-    h = lr / _RK4_SUBSTEPS
-
-    def f(u):
-        return mode_rate(u, s, lam, depth)
-
-    def rk4(u, _):
-        k1 = f(u)
-        k2 = f(u + 0.5 * h * k1)
-        k3 = f(u + 0.5 * h * k2)
-        k4 = f(u + h * k3)
-        return u + h / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4), None
-
-    def one_step(u, _):
-        u, _ = lax.scan(rk4, u, None, length=_RK4_SUBSTEPS)
-        return u, u
-
     u0 = jnp.asarray(u0) * jnp.ones_like(jnp.asarray(s))
-    _, path = lax.scan(one_step, u0, None, length=n)
-    path = jnp.concatenate([u0[None, :], path], axis=0)
-    return path[jnp.asarray(steps)]
+    return rk4_at_steps(
+        lambda u: mode_rate(u, s, lam, depth), u0, steps, lr, _RK4_SUBSTEPS
+    )
 
 
 def _dof(singular_values, hidden: int) -> np.ndarray:

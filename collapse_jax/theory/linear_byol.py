@@ -27,9 +27,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
 from collapse_jax.models.linear_byol import Config
+from collapse_jax.theory._ode import rk4_at_steps
 
 __all__ = [
     "collapse_threshold_weight_decay",
@@ -144,23 +144,9 @@ def _solve(cfg: Config, t):
     """Unsorted ``p, s`` ``[T, d]`` (modes in their initial order) at flat ``t``."""
     _check(cfg)
     t = np.asarray(t)
-    n = int(t.max()) if t.size else 0
-    h = cfg.lr / _SUBSTEPS
-
-    def rk4(y, _):
-        k1 = _rhs(y, cfg)
-        k2 = _rhs(y + 0.5 * h * k1, cfg)
-        k3 = _rhs(y + 0.5 * h * k2, cfg)
-        k4 = _rhs(y + h * k3, cfg)
-        return y + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4), None
-
-    def one_step(y, _):
-        y, _ = lax.scan(rk4, y, None, length=_SUBSTEPS)
-        return y, y
-
-    y0 = _initial_modes(cfg)
-    _, ys = lax.scan(one_step, y0, None, length=n)
-    ys = jnp.concatenate([y0[None], ys], axis=0)[t.reshape(-1)]  # [T, 4, d]
+    ys = rk4_at_steps(
+        lambda y: _rhs(y, cfg), _initial_modes(cfg), t.reshape(-1), cfg.lr, _SUBSTEPS
+    )  # [T, 4, d]
     p, w, f = ys[:, 0], ys[:, 1], ys[:, 3]
     if cfg.predictor == "directpred":
         f_eff = jnp.where(cfg.dp_rho > 0, f, w**2)

@@ -21,9 +21,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
 from collapse_jax.models.linear_jepa import Config
+from collapse_jax.theory._ode import rk4_at_steps
 
 __all__ = ["critical_time", "final_encoder", "feature_trajectories", "predict"]
 
@@ -80,32 +80,11 @@ def critical_time(cfg: Config, fraction: float = 0.5) -> jax.Array:
 def feature_trajectories(cfg: Config, t) -> dict[str, jax.Array]:
     """RK4 solution at step indices ``t`` (concrete): ``head = h``,
     ``encoder = h^L``, ``readout = h^{L+1}``, each ``[*t.shape, d]``."""
-    t = np.asarray(t)
-    n = int(t.max()) if t.size else 0
-    dt = cfg.lr / _SUBSTEPS
-
-    def rk4(h, _):
-        k1 = _rhs(h, cfg)
-        k2 = _rhs(h + 0.5 * dt * k1, cfg)
-        k3 = _rhs(h + 0.5 * dt * k2, cfg)
-        k4 = _rhs(h + dt * k3, cfg)
-        return h + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4), None
-
-    def one_step(h, _):
-        h, _ = lax.scan(rk4, h, None, length=_SUBSTEPS)
-        return h, h
-
     lam, _ = _stats(cfg)
     h0 = jnp.full(lam.shape, cfg.init_scale, dtype=lam.dtype)
-    _, hs = lax.scan(one_step, h0, None, length=n)
-    h = jnp.concatenate([h0[None], hs], axis=0)[t.reshape(-1)]
-    shape = t.shape + (cfg.dim,)
+    h = rk4_at_steps(lambda h: _rhs(h, cfg), h0, t, cfg.lr, _SUBSTEPS)
     L = cfg.depth
-    return {
-        "head": h.reshape(shape),
-        "encoder": (h**L).reshape(shape),
-        "readout": (h ** (L + 1)).reshape(shape),
-    }
+    return {"head": h, "encoder": h**L, "readout": h ** (L + 1)}
 
 
 def predict(cfg: Config, t) -> dict[str, jax.Array]:

@@ -1,0 +1,108 @@
+"""Several processes (hosts), each running its own seeds, and their union.
+
+Call ``jax.distributed.initialize(...)`` first in every process (on CPU hosts also
+``jax.config.update("jax_cpu_collectives_implementation", "gloo")`` before it). Each
+process then runs ``simulate(..., seeds=process_seeds(S))`` on its local devices, with
+no communication during the run, and ``gather_processes`` assembles the trajectory of
+all ``S`` seeds on every process. A seed's numbers depend only on its id, so the union
+equals one process running all ``S`` seeds (tested bit for bit with two processes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import jax
+import numpy as np
+
+from collapse_jax.trajectory import Trajectory
+
+__all__ = ["gather_processes", "process_seeds"]
+
+
+def process_seeds(seeds: int | Sequence[int]) -> np.ndarray:
+    """This process's contiguous share of the seed ids (a count means ``0..S-1``)."""
+    ids = np.arange(seeds) if np.ndim(seeds) == 0 else np.asarray(seeds)
+    count = jax.process_count()
+    if ids.size < count:
+        raise ValueError(
+            f"seeds: {ids.size} seed(s) cannot be shared by {count} processes"
+        )
+    return np.array_split(ids, count)[jax.process_index()]
+
+
+def gather_processes(trajectory: Trajectory) -> Trajectory:
+    """The trajectory of every process's seeds, in process order, on every process.
+
+    Every process must call it, with trajectories of the same model, config, steps and
+    grid; the seed axis is concatenated. Shares of unequal size are padded for the
+    transfer and trimmed again.
+    """
+    from jax.experimental import multihost_utils  # noqa: PLC0415
+
+    if jax.process_count() == 1:
+        return trajectory
+    seed_axis = 1 if trajectory.is_sweep else 0
+    counts = np.asarray(
+        multihost_utils.process_allgather(np.int64(len(trajectory.seeds)))
+    ).reshape(-1)
+    width = int(counts.max())
+
+    def gathered(x: np.ndarray, seed_axis: int = seed_axis) -> list[np.ndarray]:
+        pad = [(0, 0)] * x.ndim
+        pad[seed_axis] = (0, width - x.shape[seed_axis])
+        fill = np.nan if x.dtype.kind == "f" else 0
+        stacked = np.asarray(
+            multihost_utils.process_allgather(np.pad(x, pad, constant_values=fill))
+        )
+        return [
+            np.take(stacked[p], np.arange(counts[p]), axis=seed_axis)
+            for p in range(len(counts))
+        ]
+
+    seeds = np.concatenate(gathered(np.asarray(trajectory.seeds), 0))
+    metrics = {
+        name: np.concatenate(gathered(np.asarray(values)), axis=seed_axis)
+        for name, values in trajectory.metrics.items()
+    }
+    divergences = [
+        d
+        for part in _gather_divergences(trajectory, multihost_utils)
+        for d in part
+    ]
+    return dataclasses.replace(
+        trajectory, seeds=seeds, metrics=metrics, divergences=tuple(divergences)
+    )
+
+
+def _gather_divergences(trajectory: Trajectory, multihost_utils):
+    """Each process's divergence records (seed, step, grid index; metric names kept)."""
+    from collapse_jax.trajectory import Divergence  # noqa: PLC0415
+
+    names = sorted(trajectory.metrics)
+    rows = np.array(
+        [
+            (d.seed, d.step, -1 if d.grid_index is None else d.grid_index,
+             names.index(d.metric))
+            for d in trajectory.divergences
+        ],
+        dtype=np.int64,
+    ).reshape(-1, 4)  # fmt: skip
+    counts = np.asarray(multihost_utils.process_allgather(np.int64(len(rows))))
+    width = max(1, int(counts.max()))
+    padded = np.zeros((width, 4), np.int64)
+    padded[: len(rows)] = rows
+    stacked = np.asarray(multihost_utils.process_allgather(padded))
+    return [
+        [
+            Divergence(
+                seed=int(r[0]),
+                step=int(r[1]),
+                metric=names[int(r[3])],
+                grid_index=None if r[2] < 0 else int(r[2]),
+            )
+            for r in stacked[p][: int(counts.reshape(-1)[p])]
+        ]
+        for p in range(len(counts.reshape(-1)))
+    ]
