@@ -88,6 +88,23 @@ def use_every_cpu_core() -> int | None:
     return count
 
 
+def l2_cache_bytes(default: int = 1 << 20) -> int:
+    """Size of one core's L2 cache, from Linux sysfs; ``default`` where unknown."""
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        for index in sorted(os.listdir(base)):
+            with open(os.path.join(base, index, "level")) as f:
+                if f.read().strip() != "2":
+                    continue
+            with open(os.path.join(base, index, "size")) as f:
+                text = f.read().strip().upper()
+            scale = {"K": 1 << 10, "M": 1 << 20}.get(text[-1:], 1)
+            return int(text.rstrip("KM")) * scale
+    except (OSError, ValueError):
+        pass
+    return default
+
+
 def cache_directory() -> str | None:
     """Where compiled programs are kept between processes; None if turned off."""
     setting = os.environ.get(_CACHE_ENV, "").strip()

@@ -38,10 +38,11 @@ __all__ = ["DivergenceWarning", "expand_grid", "seed_keys", "simulate", "sweep"]
 
 # Without a chunk size, runs up to this many steps go in one chunk; longer ones in ~10.
 _ONE_CHUNK_MAX_STEPS = 20_000
-# Bytes of per-run state and record one CPU block may hold. A block's working set
-# (state, gradients, intermediates: a few times the state) then stays in a core's L2
-# and L3 share; measured on UFM-MSE (benchmarks/bench_ufm.py --blocks).
-_CPU_BLOCK_BYTES = 4 << 20
+# A CPU block holds per-run state and one record worth a quarter of a core's L2
+# cache: its working set (state, gradients, intermediates: a few times the state) then
+# stays in L2. Measured on UFM-MSE at 4096 seeds (benchmarks/bench_ufm.py --blocks):
+# with 130 KB of state per run, blocks of 2-4 runs are fastest and 64 runs 45% slower.
+_CPU_BLOCK_BYTES = _runtime.l2_cache_bytes() // 4
 _CPU_MAX_BLOCK = 64  # tiny models: bounds the padding of a call with few seeds
 _RUNS = "runs"  # the mesh axis of the flattened runs
 

@@ -1,11 +1,19 @@
 """Test-wide JAX settings: 64-bit available (float64 configs are tested), rank
 promotion raising, so a silent broadcast in a metric or model fails loudly, and the
-persistent compilation cache (set COLLAPSE_JAX_COMPILATION_CACHE=0 to test without)."""
+persistent compilation cache (set COLLAPSE_JAX_COMPILATION_CACHE=0 to test without).
 
-import jax
+Tests run on one CPU device unless COLLAPSE_JAX_CPU_DEVICES says otherwise: a program
+for one device compiles about a third faster, and the tests whose subject is several
+devices or processes (test_sharding, test_multihost, test_runtime) start their own."""
 
-import collapse_jax  # noqa: F401  (one host device per core, before JAX starts)
-from collapse_jax import _runtime
+import os
+
+os.environ.setdefault("COLLAPSE_JAX_CPU_DEVICES", "1")
+
+import jax  # noqa: E402
+
+import collapse_jax  # noqa: E402, F401  (sets the CPU devices before JAX starts)
+from collapse_jax import _runtime  # noqa: E402
 
 _runtime.enable_compilation_cache()
 

@@ -30,9 +30,11 @@ SCRIPT = textwrap.dedent(
     for name in alone.metrics:
         np.testing.assert_array_equal(split[name], alone[name], err_msg=name)
 
+    small = ufm.Config(num_classes=3, dim=4, per_class=3)
     grid = {"lr": [0.1, 0.15, 0.2]}
-    swept = cj.sweep(ufm, cfg, grid, seeds=3, steps=10, every=10)
-    swept1 = cj.sweep(ufm, cfg, grid, seeds=3, steps=10, every=10, devices=1)
+    swept = cj.sweep(ufm, small, grid, seeds=3, steps=10, every=10, block_size=2)
+    swept1 = cj.sweep(ufm, small, grid, seeds=3, steps=10, every=10, block_size=2,
+                      devices=1)  # fmt: skip
     for name in swept1.metrics:
         np.testing.assert_array_equal(swept[name], swept1[name], err_msg=name)
 

@@ -1,14 +1,16 @@
-"""categorical_self_training: shapes, validation, vmapped runs, no retrace."""
+"""categorical_self_training: observed law, extinction, float64, sweeps.
+
+The generic checks (shapes, finiteness, vmapped seeds, no retrace, bad configs) are in
+tests/test_model_contract.py.
+"""
 
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 import collapse_jax as cj
 from collapse_jax.models import categorical_self_training as m
-from collapse_jax.simulate import seed_keys
 
 
 def _cfg(**kw):
@@ -40,34 +42,6 @@ def test_extinct_symbol_never_returns():
     assert np.all(np.diff(alive, axis=1) <= 0)
 
 
-@pytest.mark.parametrize(
-    "kw, field",
-    [
-        (dict(num_symbols=1), "num_symbols"),
-        (dict(samples=0), "samples"),
-        (dict(initial="dirichlet"), "initial"),
-        (dict(zipf_exponent=-1.0), "zipf_exponent"),
-        (dict(dtype="int32"), "dtype"),
-    ],
-)
-def test_bad_config_raises_naming_the_field(kw, field):
-    with pytest.raises(ValueError, match=field):
-        _cfg(**kw)
-
-
-def test_vmapped_seeds_equal_single_seed_run_in_float64():
-    cfg = _cfg()
-    many = cj.simulate(m, cfg, seeds=[0, 1, 2], steps=4)
-    assert many["p"].dtype == np.float64
-    state = m.init(seed_keys(0, np.array([2]))[0], cfg)
-    step = jax.jit(m.step, static_argnums=1)
-    for t in range(5):
-        out = m.observe(state, cfg)
-        for name, value in out.items():
-            np.testing.assert_allclose(many[name][2, t], value, rtol=1e-12)
-        state = step(state, cfg)
-
-
 def test_swept_zipf_exponent_equals_separate_runs():
     cfg = _cfg(initial="zipf")
     grid = [0.5, 2.0]
@@ -79,15 +53,7 @@ def test_swept_zipf_exponent_equals_separate_runs():
     np.testing.assert_allclose(swept["p"][-1], alone["p"], rtol=1e-12)
 
 
-def test_step_does_not_retrace_on_second_call():
+def test_float64_config_observes_float64():
     cfg = _cfg()
-
-    chex.clear_trace_counter()
-
-    @jax.jit
-    @chex.assert_max_traces(n=1)
-    def advance_categorical_self_training(state):
-        return m.step(state, cfg)
-
-    state = advance_categorical_self_training(m.init(jax.random.PRNGKey(1), cfg))
-    advance_categorical_self_training(state)
+    out = m.observe(m.step(m.init(jax.random.PRNGKey(2), cfg), cfg), cfg)
+    assert out["p"].dtype == jnp.float64 and out["entropy"].dtype == jnp.float64

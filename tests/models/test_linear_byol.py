@@ -1,4 +1,8 @@
-"""linear_byol: shapes, validation, seeds, tracing, float64, unbiased batch gradient."""
+"""linear_byol: shapes of its variants, float64, aligned init, unbiased batch gradient.
+
+The generic checks (shapes, finiteness, vmapped seeds, no retrace, bad configs) are in
+tests/test_model_contract.py.
+"""
 
 import chex
 import jax
@@ -6,9 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import collapse_jax as cj
 from collapse_jax.models import linear_byol as m
-from collapse_jax.simulate import seed_keys
 
 
 @pytest.mark.parametrize("predictor, batch_size", [("learned", 0), ("directpred", 16)])
@@ -24,58 +26,6 @@ def test_observe_shapes_and_finite(predictor, batch_size):
         chex.assert_shape(obs[name], ())
     chex.assert_tree_all_finite(obs)
     assert state.W.dtype == jnp.float32
-
-
-@pytest.mark.parametrize(
-    "field, value",
-    [
-        ("dim", 0),
-        ("batch_size", -1),
-        ("predictor", "mlp"),
-        ("init", "zeros"),
-        ("lr", 0.0),
-        ("alpha_p", -1.0),
-        ("ema", 0.0),
-        ("ema", 1.5),
-        ("weight_decay", -0.1),
-        ("aug_var", -1.0),
-        ("s0", 0.0),
-        ("dp_rho", 1.0),
-        ("dp_eps", -1e-3),
-        ("dtype", "float16"),
-    ],
-)
-def test_bad_config_value_raises_naming_the_field(field, value):
-    with pytest.raises(ValueError, match=field):
-        m.Config(**{field: value})
-
-
-def test_vmapped_seeds_equal_single_seed_runs():
-    # simulate vmaps seeds; the reference runs each seed alone, step by step.
-    cfg = m.Config(dim=3, batch_size=8, ema=0.5)
-    traj = cj.simulate(m, cfg, seeds=[0, 3], steps=4, every=4)
-    keys = seed_keys(0, np.array([0, 3]))
-    for i in range(2):
-        state = m.init(keys[i], cfg)
-        for _ in range(4):
-            state = m.step(state, cfg)
-        obs = m.observe(state, cfg)
-        np.testing.assert_allclose(traj["s"][i, -1], obs["s"], rtol=1e-5)
-        np.testing.assert_allclose(traj["p"][i, -1], obs["p"], rtol=1e-5, atol=1e-6)
-
-
-def test_step_does_not_retrace_on_second_call_or_new_float_values():
-    chex.clear_trace_counter()  # the counter is keyed by source, shared across files
-    cfg = m.Config(dim=3)
-
-    @jax.jit
-    @chex.assert_max_traces(n=1)
-    def run(state, cfg):
-        return m.step(state, cfg)
-
-    state = m.init(jax.random.PRNGKey(1), cfg)
-    state = run(state, cfg)
-    state = run(state, cfg.replace(weight_decay=0.1, lr=0.02))
 
 
 def test_float64_run_keeps_float64():

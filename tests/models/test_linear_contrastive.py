@@ -1,4 +1,8 @@
-"""linear_contrastive: shapes, validation, seeds, tracing, float64, population limit."""
+"""linear_contrastive: shapes of its losses, float64, population limit, spectrum.
+
+The generic checks (shapes, finiteness, vmapped seeds, no retrace, bad configs) are in
+tests/test_model_contract.py.
+"""
 
 import chex
 import jax
@@ -6,9 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import collapse_jax as cj
 from collapse_jax.models import linear_contrastive as m
-from collapse_jax.simulate import seed_keys
 
 
 @pytest.mark.parametrize(
@@ -26,54 +28,6 @@ def test_observe_shapes_and_finite(loss, batch_size):
         chex.assert_shape(obs[name], ())
     chex.assert_tree_all_finite(obs)
     assert state.W.dtype == jnp.float32
-
-
-@pytest.mark.parametrize(
-    "field, value",
-    [
-        ("dim", 0),
-        ("embed_dim", 0),
-        ("batch_size", 1),
-        ("batch_size", -2),
-        ("loss", "barlow"),
-        ("lr", 0.0),
-        ("aug_var", -0.1),
-        ("temperature", 0.0),
-        ("gamma", 0.0),
-        ("var_eps", -1.0),
-        ("inv_weight", -1.0),
-        ("dtype", "int32"),
-    ],
-)
-def test_bad_config_value_raises_naming_the_field(field, value):
-    with pytest.raises(ValueError, match=field):
-        m.Config(**{field: value})
-
-
-def test_vmapped_seeds_equal_single_seed_runs():
-    cfg = m.Config(dim=3, embed_dim=2, batch_size=8, loss="vicreg")
-    traj = cj.simulate(m, cfg, seeds=[1, 4], steps=3, every=3)
-    keys = seed_keys(0, np.array([1, 4]))
-    for i in range(2):
-        state = m.init(keys[i], cfg)
-        for _ in range(3):
-            state = m.step(state, cfg)
-        np.testing.assert_allclose(
-            traj["spectrum"][i, -1], m.observe(state, cfg)["spectrum"], rtol=1e-5
-        )
-
-
-def test_step_does_not_retrace_for_new_float_values():
-    chex.clear_trace_counter()  # the counter is keyed by source, shared across files
-    cfg = m.Config(dim=3, embed_dim=2, batch_size=4)
-
-    @jax.jit
-    @chex.assert_max_traces(n=1)
-    def run(state, cfg):
-        return m.step(state, cfg)
-
-    state = run(m.init(jax.random.PRNGKey(1), cfg), cfg)
-    run(state, cfg.replace(temperature=0.5, aug_var=2.0))
 
 
 def test_float64_run_keeps_float64():

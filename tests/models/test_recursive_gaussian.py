@@ -1,4 +1,8 @@
-"""recursive_gaussian: shapes, validation, determinism of vmapped runs, no retrace."""
+"""recursive_gaussian: shapes of its policies, generation zero, pool capacity, float64.
+
+The generic checks (shapes, finiteness, vmapped seeds, no retrace, bad configs) are in
+tests/test_model_contract.py.
+"""
 
 import chex
 import jax
@@ -8,7 +12,6 @@ import pytest
 
 import collapse_jax as cj
 from collapse_jax.models import recursive_gaussian as m
-from collapse_jax.simulate import seed_keys
 
 
 def _cfg(**kw):
@@ -76,41 +79,6 @@ def test_accumulate_past_capacity_reports_nan_not_garbage():
     assert np.all(np.isnan(tr["variance"][:, 3]))
 
 
-@pytest.mark.parametrize(
-    "kw, field",
-    [
-        (dict(dim=0), "dim"),
-        (dict(samples=1, covariance="diagonal"), "samples"),
-        (dict(samples=3, covariance="full"), "samples"),  # needs M >= d + 1 = 4
-        (dict(estimator="bessel"), "estimator"),
-        (dict(policy="keep"), "policy"),
-        (dict(covariance="low_rank"), "covariance"),
-        (dict(max_generations=0), "max_generations"),
-        (dict(real_fraction=1.5), "real_fraction"),
-        (dict(real_fraction=-0.1), "real_fraction"),
-        (dict(dtype="float16"), "dtype"),
-    ],
-)
-def test_bad_config_raises_naming_the_field(kw, field):
-    with pytest.raises(ValueError, match=field):
-        _cfg(**kw)
-
-
-def test_vmapped_seeds_equal_single_seed_run_in_float64():
-    cfg = _cfg(policy="accumulate")  # the policy with the masked, growing pool
-    many = cj.simulate(m, cfg, seeds=[0, 1, 2], steps=4)
-    assert many["variance"].dtype == np.float64
-    # The same seed run alone, step by step, outside the engine's vmap and scan.
-    state = m.init(seed_keys(0, np.array([1]))[0], cfg)
-    step = jax.jit(m.step, static_argnums=1)
-    observe = jax.jit(m.observe, static_argnums=1)
-    for t in range(5):
-        out = observe(state, cfg)
-        for name, value in out.items():
-            np.testing.assert_allclose(many[name][1, t], value, rtol=1e-10, atol=1e-12)
-        state = step(state, cfg)
-
-
 def test_swept_real_fraction_equals_separate_runs():
     cfg = _cfg(policy="mix")
     grid = [0.2, 0.7]
@@ -122,17 +90,9 @@ def test_swept_real_fraction_equals_separate_runs():
     np.testing.assert_allclose(swept["variance"][-1], alone["variance"], rtol=1e-12)
 
 
-def test_step_does_not_retrace_on_second_call():
+def test_float64_config_observes_float64():
     cfg = _cfg(policy="accumulate")
-
-    chex.clear_trace_counter()
-
-    @jax.jit
-    @chex.assert_max_traces(n=1)
-    def advance_recursive_gaussian(state):
-        return m.step(state, cfg)
-
-    state = m.init(jax.random.PRNGKey(5), cfg)
-    state = advance_recursive_gaussian(state)
-    state = advance_recursive_gaussian(state)
-    assert int(state.generation) == 2
+    state = m.step(m.init(jax.random.PRNGKey(6), cfg), cfg)
+    assert state.cov.dtype == jnp.float64
+    out = m.observe(state, cfg)
+    assert out["variance"].dtype == out["mean"].dtype == jnp.float64

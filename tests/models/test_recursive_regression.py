@@ -1,8 +1,9 @@
-"""recursive_regression: shapes, validation, sampler law, vmapped runs, no retrace."""
+"""recursive_regression: metrics, grid validation, sampler law, vmapped grids.
 
-import types
+The generic checks (shapes, finiteness, vmapped seeds, no retrace, bad configs) are in
+tests/test_model_contract.py.
+"""
 
-import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -50,31 +51,6 @@ def test_generation_zero_is_the_true_model():
     np.testing.assert_allclose(jnp.linalg.norm(state.w_true), cfg.signal, rtol=1e-6)
 
 
-@pytest.mark.parametrize(
-    "kw, field",
-    [
-        (dict(dim=0), "dim"),
-        (dict(policy="refit"), "policy"),
-        (dict(fixed_design="yes"), "fixed_design"),
-        (dict(spectrum="flat"), "spectrum"),
-        (dict(dtype="float16"), "dtype"),
-        (dict(samples=4), "samples"),  # fewer than dim=5
-        (dict(generator_samples=7.5), "generator_samples"),  # not an integer
-        (dict(noise=-1.0), "noise"),
-        (dict(generator_noise=-0.1), "generator_noise"),
-        (dict(ridge=-1e-3), "ridge"),
-        (dict(generator_ridge=-1.0), "generator_ridge"),
-        (dict(real_weight=1.5), "real_weight"),
-        (dict(real_weight=-0.1), "real_weight"),
-        (dict(signal=-1.0), "signal"),
-        (dict(decay=-2.0), "decay"),
-    ],
-)
-def test_bad_config_raises_naming_the_field(kw, field):
-    with pytest.raises(ValueError, match=field):
-        _cfg(**kw)
-
-
 def test_bad_value_inside_a_grid_array_is_rejected():
     with pytest.raises(ValueError, match="real_weight"):
         _cfg(real_weight=np.array([0.2, 1.2]))
@@ -98,31 +74,6 @@ def test_sampled_gram_matrix_has_the_wishart_law_of_x_transpose_x():
     # Xᵀε = F z given X: its covariance is E XᵀX = T Σ.
     u = np.asarray(jnp.einsum("sij,sj->si", F, z))
     np.testing.assert_allclose(u.var(0, ddof=1), T * s, rtol=0.06)
-
-
-def test_step_does_not_retrace_when_float_hyperparameters_change():
-    traced = types.SimpleNamespace(
-        __name__="recursive_regression_traced",
-        init=m.init,
-        step=chex.assert_max_traces(m.step, n=1),
-        observe=m.observe,
-    )
-    a = cj.simulate(traced, _cfg(), seeds=SEEDS, steps=STEPS)
-    b = cj.simulate(
-        traced, _cfg(noise=0.3, ridge=0.2, real_weight=0.9), seeds=SEEDS, steps=STEPS
-    )
-    assert a["test_error"].shape == b["test_error"].shape == (SEEDS, STEPS + 1)
-
-
-def test_vmapped_seeds_equal_single_seed_runs(run4):
-    cfg, many = _cfg(), run4
-    for s in range(SEEDS):
-        one = cj.simulate(m, cfg, seeds=[s], steps=STEPS)
-        for name in many.metrics:
-            # Same ops on the same keys; batching may only reorder float32 sums.
-            np.testing.assert_allclose(
-                one[name][0], many[name][s], rtol=1e-5, atol=1e-7
-            )
 
 
 def test_vmapped_grid_over_T0_ridge_and_weight_equals_separate_runs():

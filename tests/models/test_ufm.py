@@ -1,4 +1,8 @@
-"""UFM model: validation, shapes, optimisers, dtypes, loss definition."""
+"""UFM model: x64 requirement, loss definitions, optimisers, dtypes, metric shapes.
+
+The generic checks (shapes, finiteness, vmapped seeds, no retrace, bad configs) are in
+tests/test_model_contract.py.
+"""
 
 import jax
 import jax.numpy as jnp
@@ -7,27 +11,6 @@ import pytest
 
 import collapse_jax as cj
 from collapse_jax.models import ufm
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"num_classes": 1}, "num_classes=1 is out of range"),
-        ({"dim": 0}, "dim=0 is out of range"),
-        ({"per_class": (3, 3)}, "per_class has 2 counts"),
-        ({"per_class": 0}, "per_class=0 is out of range"),
-        ({"loss": "hinge"}, "loss='hinge' is not allowed"),
-        ({"optimizer": "lbfgs"}, "optimizer='lbfgs' is not allowed"),
-        ({"lambda_w": 0.0}, r"lambda_w=0.0 is out of range: allowed \(0.0, inf\]"),
-        ({"lambda_b": -1.0}, "lambda_b=-1.0 is out of range"),
-        ({"lr": float("nan")}, "lr=nan is out of range"),
-        ({"momentum": 1.0}, "momentum=1.0 is out of range"),
-        ({"dtype": "float16"}, "dtype='float16' is not allowed"),
-    ],
-)
-def test_bad_config_names_the_field_and_range(kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        ufm.Config(**kwargs)
 
 
 def test_float64_requires_x64():
