@@ -1,6 +1,7 @@
 """Runs split over 2 and 4 forced host devices: no hang at realistic sizes (UFM d=64,
 K=10, whose NC1 calls a batched LAPACK eigendecomposition; a model that solves with a
-batched LAPACK Cholesky every step), and the same bits as one device. Subprocesses with
+batched LAPACK Cholesky every step), the same bits as one device for those, and a
+small sweep equal to one device to rounding. Subprocesses with
 a timeout: the device count is fixed at start-up, and a deadlock must fail the test."""
 
 import os
@@ -36,7 +37,12 @@ SCRIPT = textwrap.dedent(
     swept1 = cj.sweep(ufm, small, grid, seeds=3, steps=10, every=10, block_size=2,
                       devices=1)  # fmt: skip
     for name in swept1.metrics:
-        np.testing.assert_array_equal(swept[name], swept1[name], err_msg=name)
+        # Other blocks per device give the per-device program other buffer shapes;
+        # XLA may round a fused reduction differently (seen: 2e-6 relative in
+        # class_logits). float32 sums of <= 100 terms: <= 100 * 2^-23 ~ 1.2e-5.
+        np.testing.assert_allclose(
+            swept[name], swept1[name], rtol=1.2e-5, atol=1e-7, err_msg=name
+        )
 
     class Ridge:  # solves (X'X/n + lam I) w = X'y with LAPACK's Cholesky each step
         @struct.dataclass
