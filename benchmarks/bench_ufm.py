@@ -143,9 +143,10 @@ def _gemm_gflops(repeats):
 
 def _child(args) -> dict:
     """Runs in a child process; ``--mode one`` was pinned to one core before JAX."""
-    import collapse_jax  # noqa: F401  (first: it sets up one JAX device per core)
     import jax
     import torch
+
+    import collapse_jax  # noqa: F401  (first: it sets up one JAX device per core)
 
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     out = {
@@ -193,7 +194,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--loop-seeds", type=int, default=8)
-    parser.add_argument("--blocks", type=int, default=0, help="block sweep at this many seeds")
+    parser.add_argument(
+        "--blocks", type=int, default=0, help="block sweep at this many seeds"
+    )
     parser.add_argument("--child", choices=("one", "all"))
     args, _ = parser.parse_known_args()
     if args.child:
@@ -210,7 +213,9 @@ def main() -> None:
     if args.blocks:
         print(f"{'block size':>10s} {'one core':>28s} {'all cores':>28s}")
         for key in one["rows"]:
-            print(f"{key:>10s} {_fmt(one['rows'][key]):>28s} {_fmt(every['rows'][key]):>28s}")
+            print(
+                f"{key:>10s} {_fmt(one['rows'][key]):>28s} {_fmt(every['rows'][key]):>28s}"
+            )
         return
     for label, res in (("one core", one), (f"all {cores} cores", every)):
         roof = res["gemm_gflops"] * 1e9 / FLOPS_PER_SEED_STEP

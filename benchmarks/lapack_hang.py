@@ -54,7 +54,9 @@ def main() -> None:
     x = jax.random.normal(
         jax.random.PRNGKey(0), (args.per_device * args.devices, args.n, args.n)
     )
-    x = jax.device_put(x @ x.transpose(0, 2, 1), NamedSharding(mesh, PartitionSpec("b")))
+    x = jax.device_put(
+        x @ x.transpose(0, 2, 1), NamedSharding(mesh, PartitionSpec("b"))
+    )
 
     def values(a):
         if args.op == "eigh":

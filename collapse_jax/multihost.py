@@ -67,9 +67,7 @@ def gather_processes(trajectory: Trajectory) -> Trajectory:
         for name, values in trajectory.metrics.items()
     }
     divergences = [
-        d
-        for part in _gather_divergences(trajectory, multihost_utils)
-        for d in part
+        d for part in _gather_divergences(trajectory, multihost_utils) for d in part
     ]
     return dataclasses.replace(
         trajectory, seeds=seeds, metrics=metrics, divergences=tuple(divergences)

@@ -19,7 +19,6 @@ import dataclasses
 import functools
 import itertools
 import math
-import os
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
@@ -268,7 +267,9 @@ def _per_run(fn, layout: _Layout):
             lambda j, buf: _stack_into(buf, block_once(j), j),
             _zeros_like_stacked(count, shapes),
         )
-        return jax.tree.map(lambda x: x.reshape((count * layout.block,) + x.shape[2:]), out)
+        return jax.tree.map(
+            lambda x: x.reshape((count * layout.block,) + x.shape[2:]), out
+        )
 
     if layout.mesh is None:
         return local
@@ -363,7 +364,11 @@ class _Plan:
 
 
 def _check_int(name, value, low=1):
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | np.integer)
+        or value < low
+    ):
         raise ValueError(f"{name}={value!r} must be an integer >= {low}")
     return int(value)
 
@@ -426,7 +431,9 @@ def _pick_devices(devices) -> list:
 
 
 def _tree_bytes(tree) -> int:
-    return sum(math.prod(x.shape) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree))
+    return sum(
+        math.prod(x.shape) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree)
+    )
 
 
 _STATE_BYTES: dict[Any, int] = {}
@@ -507,7 +514,9 @@ def _plan(model, cfg, grid, steps, seeds, every, key, chunk, devices, block_size
 
 def _pad_index(plan: _Plan) -> np.ndarray:
     """Run index of every padded slot: the real runs, then copies of run 0."""
-    return np.concatenate([np.arange(plan.runs), np.zeros(plan.padded - plan.runs, int)])
+    return np.concatenate(
+        [np.arange(plan.runs), np.zeros(plan.padded - plan.runs, int)]
+    )
 
 
 def _put(plan: _Plan, tree, per_run: bool = True):
@@ -572,7 +581,9 @@ def _resume(plan: _Plan, ckpt_dir, state, first: dict[str, np.ndarray]):
     }
     leaves, restored = _checkpoint.restore(ckpt_dir, done, like_leaves, like_records)
     slots = _pad_index(plan)
-    leaves = [np.asarray(x).reshape((plan.runs,) + x.shape[axis:])[slots] for x in leaves]
+    leaves = [
+        np.asarray(x).reshape((plan.runs,) + x.shape[axis:])[slots] for x in leaves
+    ]
     state = _put(plan, jax.tree.unflatten(treedef, leaves))
     return state, {k: [v] for k, v in restored.items()}, done
 
@@ -650,7 +661,9 @@ def _run(
     plan = _plan(model, cfg, grid, steps, seeds, every, key, chunk, devices, block_size)
     state, run_cfg = _place(plan)
     first = plan.fns.observe(state, run_cfg, plan.counts(0), plan.layout)
-    first = {k: np.expand_dims(plan.leading(v), len(plan.lead)) for k, v in first.items()}
+    first = {
+        k: np.expand_dims(plan.leading(v), len(plan.lead)) for k, v in first.items()
+    }
     state, records, done = _resume(plan, ckpt_dir, state, first)
     records = _advance(plan, state, run_cfg, records, done, ckpt_dir, progress)
     return _assemble(plan, records)

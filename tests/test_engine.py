@@ -182,7 +182,9 @@ def test_block_size_depends_on_the_model_not_on_the_seed_count():
     assert len(blocks) == 1
     (block,) = blocks
     state_bytes = (10 * 64 + 64 * 500) * 4
-    assert 1 <= block <= max(1, cj.simulate.__globals__["_CPU_BLOCK_BYTES"] // state_bytes)
+    assert (
+        1 <= block <= max(1, cj.simulate.__globals__["_CPU_BLOCK_BYTES"] // state_bytes)
+    )
 
 
 @pytest.mark.parametrize("block_size", [1, 5])
