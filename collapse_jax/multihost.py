@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
-from collapse_jax.trajectory import Trajectory
+from collapse_jax.trajectory import Divergence, Trajectory
 
 __all__ = ["gather_processes", "process_seeds"]
 
@@ -32,52 +32,39 @@ def process_seeds(seeds: int | Sequence[int]) -> np.ndarray:
     return np.array_split(ids, count)[jax.process_index()]
 
 
+def _allgather_ragged(x: np.ndarray, axis: int) -> np.ndarray:
+    """Every process's ``x`` concatenated along ``axis``, whose length may differ by
+    process: padded to the longest for the collective, then trimmed."""
+    from jax.experimental import multihost_utils  # noqa: PLC0415
+
+    x = np.asarray(x)
+    counts = np.asarray(
+        multihost_utils.process_allgather(np.int64(x.shape[axis]))
+    ).reshape(-1)
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (0, max(1, int(counts.max())) - x.shape[axis])
+    fill = np.nan if x.dtype.kind == "f" else 0
+    stacked = np.asarray(
+        multihost_utils.process_allgather(np.pad(x, pad, constant_values=fill))
+    )
+    parts = [np.take(stacked[p], np.arange(n), axis=axis) for p, n in enumerate(counts)]
+    return np.concatenate(parts, axis=axis)
+
+
 def gather_processes(trajectory: Trajectory) -> Trajectory:
     """The trajectory of every process's seeds, in process order, on every process.
 
     Every process must call it, with trajectories of the same model, config, steps and
-    grid; the seed axis is concatenated. Shares of unequal size are padded for the
-    transfer and trimmed again.
+    grid; the seed axis is concatenated.
     """
-    from jax.experimental import multihost_utils  # noqa: PLC0415
-
     if jax.process_count() == 1:
         return trajectory
     seed_axis = 1 if trajectory.is_sweep else 0
-    counts = np.asarray(
-        multihost_utils.process_allgather(np.int64(len(trajectory.seeds)))
-    ).reshape(-1)
-    width = int(counts.max())
-
-    def gathered(x: np.ndarray, seed_axis: int = seed_axis) -> list[np.ndarray]:
-        pad = [(0, 0)] * x.ndim
-        pad[seed_axis] = (0, width - x.shape[seed_axis])
-        fill = np.nan if x.dtype.kind == "f" else 0
-        stacked = np.asarray(
-            multihost_utils.process_allgather(np.pad(x, pad, constant_values=fill))
-        )
-        return [
-            np.take(stacked[p], np.arange(counts[p]), axis=seed_axis)
-            for p in range(len(counts))
-        ]
-
-    seeds = np.concatenate(gathered(np.asarray(trajectory.seeds), 0))
     metrics = {
-        name: np.concatenate(gathered(np.asarray(values)), axis=seed_axis)
+        name: _allgather_ragged(values, seed_axis)
         for name, values in trajectory.metrics.items()
     }
-    divergences = [
-        d for part in _gather_divergences(trajectory, multihost_utils) for d in part
-    ]
-    return dataclasses.replace(
-        trajectory, seeds=seeds, metrics=metrics, divergences=tuple(divergences)
-    )
-
-
-def _gather_divergences(trajectory: Trajectory, multihost_utils):
-    """Each process's divergence records (seed, step, grid index; metric names kept)."""
-    from collapse_jax.trajectory import Divergence  # noqa: PLC0415
-
+    # Divergences travel as int rows (seed, step, grid index or -1, metric index).
     names = sorted(trajectory.metrics)
     rows = np.array(
         [
@@ -87,20 +74,18 @@ def _gather_divergences(trajectory: Trajectory, multihost_utils):
         ],
         dtype=np.int64,
     ).reshape(-1, 4)  # fmt: skip
-    counts = np.asarray(multihost_utils.process_allgather(np.int64(len(rows))))
-    width = max(1, int(counts.max()))
-    padded = np.zeros((width, 4), np.int64)
-    padded[: len(rows)] = rows
-    stacked = np.asarray(multihost_utils.process_allgather(padded))
-    return [
-        [
-            Divergence(
-                seed=int(r[0]),
-                step=int(r[1]),
-                metric=names[int(r[3])],
-                grid_index=None if r[2] < 0 else int(r[2]),
-            )
-            for r in stacked[p][: int(counts.reshape(-1)[p])]
-        ]
-        for p in range(len(counts.reshape(-1)))
-    ]
+    divergences = tuple(
+        Divergence(
+            seed=int(r[0]),
+            step=int(r[1]),
+            metric=names[int(r[3])],
+            grid_index=None if r[2] < 0 else int(r[2]),
+        )
+        for r in _allgather_ragged(rows, 0)
+    )
+    return dataclasses.replace(
+        trajectory,
+        seeds=_allgather_ragged(trajectory.seeds, 0),
+        metrics=metrics,
+        divergences=divergences,
+    )

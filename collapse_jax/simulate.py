@@ -341,7 +341,7 @@ class _Plan:
     chunk: int
     lead: tuple[int, ...]  # (G, S) for a sweep, else (S,)
     runs: int  # G * S
-    padded: int  # runs rounded up to whole blocks on every device
+    blocks_per_device: int
     layout: _Layout
 
     @property
@@ -350,8 +350,12 @@ class _Plan:
 
     def counts(self, records: int) -> jax.Array:
         """The loop trip counts ``[blocks per device, every, records]``."""
-        blocks = self.padded // self.layout.block // self.devices
-        return jnp.array([blocks, self.every, records], jnp.int32)
+        return jnp.array([self.blocks_per_device, self.every, records], jnp.int32)
+
+    @property
+    def padded(self) -> int:
+        """Runs rounded up to whole blocks on every device."""
+        return self.blocks_per_device * self.devices * self.layout.block
 
     @property
     def devices(self) -> int:
@@ -504,7 +508,7 @@ def _plan(model, cfg, grid, steps, seeds, every, key, chunk, devices, block_size
         chunk=chunk,
         lead=lead,
         runs=runs,
-        padded=per_device * len(chosen) * block,
+        blocks_per_device=per_device,
         layout=_Layout(block=block, mesh=mesh, cfg_per_run=bool(grid)),
     )
 
