@@ -56,6 +56,16 @@ SMALL = {
         dim=5, samples=12, generator_samples=9, policy="mix", real_weight=0.4
     ),
     "ufm": dict(num_classes=3, dim=4, per_class=3),
+    # SimVQ with Adam on minibatches of a 2-D mixture: the most moving parts.
+    "vector_quantizer": dict(
+        num_codes=4,
+        dim=2,
+        data="mixture",
+        quantizer="simvq",
+        optimizer="adam",
+        samples=8,
+        eval_samples=16,
+    ),
     "zipf_tails": dict(
         vocab=200, batch=5, cut_rank=20.0, clean_fraction=0.1, dtype="float64"
     ),
@@ -174,6 +184,27 @@ BAD = {
         (dict(momentum=1.0), "momentum=1.0 is out of range"),
         (dict(dtype="float16"), "dtype='float16' is not allowed"),
     ],
+    "vector_quantizer": [
+        (dict(num_codes=1), "num_codes"),
+        (dict(dim=0), "dim"),
+        (dict(data="gaussian"), "data"),
+        (dict(num_components=0), "num_components"),
+        (dict(quantizer="ema"), "quantizer"),
+        (dict(optimizer="rmsprop"), "optimizer"),
+        (dict(sampling="stratified"), "sampling"),
+        (dict(sampling="grid"), "sampling"),  # grid needs 1-D uniform data
+        (dict(samples=0), "samples"),
+        (dict(eval_samples=0), "eval_samples"),
+        (dict(codebook_init="kmeans"), "codebook_init"),
+        (dict(dtype="float16"), "dtype"),
+        (dict(lr=0.0), "lr"),
+        (dict(beta=-0.1), "beta"),
+        (dict(init_margin=-1.0), "init_margin"),
+        (dict(init_offset=float("nan")), "init_offset"),
+        (dict(init_spacing=0.0), "init_spacing"),
+        (dict(basis_scale=0.0), "basis_scale"),
+        (dict(mixture_std=0.0), "mixture_std"),
+    ],
     "zipf_tails": [
         (dict(vocab=1), "vocab"),
         (dict(batch=0), "batch"),
@@ -199,6 +230,7 @@ NEW_FLOATS = {
     "recursive_gaussian": dict(real_fraction=0.7),
     "recursive_regression": dict(noise=0.3, ridge=0.2, real_weight=0.9),
     "ufm": dict(lr=0.05, lambda_h=0.02),
+    "vector_quantizer": dict(lr=0.05, basis_scale=0.5, mixture_std=0.1),
     "zipf_tails": dict(cut_rank=50.0, clean_fraction=0.2),
 }
 
