@@ -1,0 +1,241 @@
+"""Bit-level predictions for softmax collapse, StableMax and ⊥Grad.
+
+Prieto, Barsbey, Mediano & Birdal 2025, "Grokking at the edge of numerical stability"
+(arXiv 2501.04697): once the correct logit leads by enough, the softmax sum
+``Σ_j exp(s_j) = 1 + Σ_{j≠y} exp(−g_j)`` rounds to exactly 1 in the working dtype
+(absorption), and the correct-class gradient ``1/S − 1`` is exactly zero (Softmax
+Collapse, SC). With ``p`` significand bits (implicit bit included) and round to
+nearest even, ``1 + e`` rounds to 1 iff ``e ≤ 2^{−p}``, so the two-class threshold is
+``g* = p ln 2`` (up to ``exp``'s own rounding): linear in ``p``. StableMax's rational
+tails move it to ``g* = 2(2^{⌈p/2⌉} − 1)``: exponential in ``p``.
+
+The collapse step is derived (theory/softmax_collapse.md) for the model's aligned,
+two-class linear toy, whose every gap obeys the scalar map
+``g ← g + (κ/2)(q + w)``, ``κ = lr·m²``, with ``q`` the computed correct-class and
+``w`` the computed wrong-class gradient; before SC ``S`` takes the values ``1 + k·u``
+(``u = 2^{1−p}``), which quantises ``q``. The gradient flow of that map is integrated
+in closed form region by region.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax.numpy as jnp
+import numpy as np
+
+from collapse_jax.models.softmax_collapse import Config
+
+__all__ = [
+    "collapse_step",
+    "collapse_step_tolerance",
+    "euler_inner_product",
+    "gap_time",
+    "perp_norm_sq",
+    "predict",
+    "significand_bits",
+    "softmax_threshold",
+    "softmax_threshold_bracket",
+    "stablemax_gap",
+    "stablemax_threshold",
+]
+
+_BITS = {"bfloat16": 8, "float16": 11, "float32": 24, "float64": 53}
+_K_MAX = 4096  # quantised regions resolved; beyond, the flow is unquantised
+
+
+def significand_bits(dtype: str) -> int:
+    """Significand bits ``p`` including the implicit one (IEEE 754; bfloat16: 8)."""
+    if dtype not in _BITS:
+        raise ValueError(
+            f"dtype={dtype!r} is not allowed: choose one of {tuple(_BITS)}"
+        )
+    return _BITS[dtype]
+
+
+def softmax_threshold(dtype: str) -> float:
+    """Two-class collapse gap ``g* = p ln 2 − ln(1 + 2^{−p})``.
+
+    The computed correct-class gradient of ``−log_softmax`` (max subtracted, then
+    log-sum-exp) on logits ``(0, −G)`` is exactly zero iff ``fl(1 + fl(e^{−G})) = 1``
+    iff ``fl(e^{−G}) ≤ 2^{−p}`` iff ``e^{−G} ≤ 2^{−p}(1 + 2^{−p})`` (ties to even on
+    both roundings; ``exp`` correctly rounded). Mechanism: Prieto et al. 2025 (arXiv
+    2501.04697), Sec. 3 (absorption errors); the bit count is our derivation."""
+    p = significand_bits(dtype)
+    return p * math.log(2.0) - math.log1p(2.0**-p)
+
+
+def softmax_threshold_bracket(dtype: str, num_classes: int) -> tuple[float, float]:
+    """``(lo, hi)`` collapse gap with ``C − 1`` equal rival logits at gap ``G``.
+
+    ``lo = p ln 2 − ln(1 + 2^{−p})``: the sum starts at the leading ``1`` and absorbs
+    each ``e^{−G}`` alone; ``hi = p ln 2 + ln(C − 1) + 2^{1−p}``: the small terms are
+    summed first (or exactly, as jnp.sum does for 16-bit floats in float32) and absorbed
+    together, ``(C − 1) e^{−G} ≤ 2^{−p}``; ``2^{1−p}`` covers the partial sums' and
+    ``exp``'s rounding. Our derivation (theory/softmax_collapse.md)."""
+    p = significand_bits(dtype)
+    lo = softmax_threshold(dtype)
+    return lo, p * math.log(2.0) + math.log(num_classes - 1) + 2.0 ** (1 - p)
+
+
+def stablemax_threshold(dtype: str) -> float:
+    """Two-class StableMax collapse gap ``2(2^{⌈p/2⌉} − 1)`` for logits ``±g/2``.
+
+    ``S(g/2) = r = 1 + g/2`` and ``S(−g/2) = 1/r``; the sum ``r + 1/r`` rounds to
+    ``r`` iff ``1/r ≤ ulp(r)/2``. In the binade ``[2^k, 2^{k+1})`` that needs
+    ``r ≥ 2^{p−k}``, first possible at ``k = ⌈p/2⌉`` and ``r = 2^{⌈p/2⌉}`` (for even
+    ``p`` a tie, which rounds to the even ``r``). StableMax: Prieto et al. 2025 (arXiv
+    2501.04697), Sec. 6; the threshold is our derivation."""
+    p = significand_bits(dtype)
+    return 2.0 * (2.0 ** math.ceil(p / 2) - 1.0)
+
+
+def _kappa(cfg: Config):
+    return jnp.asarray(cfg.lr) * jnp.asarray(cfg.margin) ** 2
+
+
+def _regions(cfg: Config):
+    """Per quantised region ``k = 1.._K_MAX``: gap interval clipped to the run and the
+    map's rate ``h(g) = (κ/2)(k u + e^{−g})/(1 + k u)``."""
+    p = significand_bits(cfg.dtype)
+    u = 2.0 ** (1 - p)
+    k = jnp.arange(1, _K_MAX + 1, dtype=jnp.result_type(float))
+    lo = -jnp.log((k + 0.5) * u)  # S = 1 + k u for e in ((k − ½)u, (k + ½)u]
+    hi = -jnp.log((k - 0.5) * u)
+    return p, u, k, lo, hi
+
+
+def gap_time(cfg: Config, g) -> jnp.ndarray:
+    """Steps for the two-class aligned toy to grow its gap from ``init_gap`` to ``g``
+    (``g`` any shape, ``≤`` the collapse gap), softmax loss, plain GD.
+
+    Flow of ``g ← g + h(g)`` region by region (theory/softmax_collapse.md):
+    ``k ≥ 1``: ``T = 2(1+ku)/(κku) · ln((ku e^{g₂} + 1)/(ku e^{g₁} + 1))``;
+    unquantised (``k > K``): ``T = (g₂ − g₁ + e^{g₂} − e^{g₁})/κ``. Euler's lead over
+    the flow, ``½ ∫ |h′|/h dg``, and the mean lead at each region boundary,
+    ``½ (h₋/h₊ − 1)``, are subtracted. Our derivation."""
+    p, u, k, lo, hi = _regions(cfg)
+    kappa = _kappa(cfg)
+    g = jnp.asarray(g, dtype=lo.dtype)
+    g0 = jnp.asarray(cfg.init_gap, dtype=lo.dtype)
+    gq = lo[-1]  # below: unquantised flow
+    shape = g.shape
+    g = g.reshape(-1, 1)
+    # Unquantised part: from g0 to min(g, gq).
+    a = jnp.minimum(g0, g)
+    b = jnp.clip(g, a, jnp.maximum(gq, a))
+    t_cont = (b - a + jnp.exp(b) - jnp.exp(a)) / kappa
+    lead_cont = 0.5 * (jnp.log1p(jnp.exp(b)) - jnp.log1p(jnp.exp(a)))
+    # Quantised regions.
+    ku = k * u
+    a_k = jnp.maximum(lo[None, :], g0)
+    b_k = jnp.minimum(hi[None, :], g)
+    inside = b_k > a_k
+    a_k, b_k = jnp.where(inside, a_k, 0.0), jnp.where(inside, b_k, 0.0)
+    t_k = (2 * (1 + ku) / (kappa * ku)) * (
+        jnp.log1p(ku * jnp.exp(b_k)) - jnp.log1p(ku * jnp.exp(a_k))
+    )
+    lead_k = 0.5 * (jnp.log(ku + jnp.exp(-a_k)) - jnp.log(ku + jnp.exp(-b_k)))
+    # Boundary between regions k and k − 1 (at g = hi_k) crossed when g0 < hi_k < g.
+    crossed = (k[None, :] >= 2) & (hi[None, :] > g0) & (hi[None, :] < g)
+    e_b = (k - 0.5) * u
+    ratio = ((ku + e_b) / (1 + ku)) / (((k - 1) * u + e_b) / (1 + (k - 1) * u))
+    lead_b = jnp.where(crossed, 0.5 * (ratio[None, :] - 1), 0.0)
+    total = (
+        t_cont[:, 0]
+        - lead_cont[:, 0]
+        + jnp.sum(jnp.where(inside, t_k - lead_k, 0.0), axis=1)
+        - jnp.sum(lead_b, axis=1)
+    )
+    return total.reshape(shape)
+
+
+def collapse_step(cfg: Config) -> jnp.ndarray:
+    """Predicted (fractional) step at which the aligned two-class toy's gap reaches
+    ``softmax_threshold``: the first collapsed record is ``ceil`` of it. Softmax loss,
+    plain GD, ``init_scale = 0``. Our derivation (theory/softmax_collapse.md)."""
+    return gap_time(cfg, softmax_threshold(cfg.dtype))
+
+
+def collapse_step_tolerance(cfg: Config) -> jnp.ndarray:
+    """Stated bound on ``|simulated − collapse_step|`` (steps):
+    the boundary leads' spread (each ``±½(h₋/h₊ − 1)``), the gap's rounding in the
+    working dtype (``ulp(g*)/h(g*)``: the loss sees ``fl(z_o − z_y)``), and one step
+    for the integer crossing."""
+    p, u, k, lo, hi = _regions(cfg)
+    g_star = softmax_threshold(cfg.dtype)
+    g0 = jnp.asarray(cfg.init_gap, dtype=lo.dtype)
+    ku = k * u
+    e_b = (k - 0.5) * u
+    ratio = ((ku + e_b) / (1 + ku)) / (((k - 1) * u + e_b) / (1 + (k - 1) * u))
+    crossed = (k >= 2) & (hi > g0) & (hi < g_star)
+    spread = jnp.sum(jnp.where(crossed, 0.5 * (ratio - 1), 0.0))
+    ulp = 2.0 ** (math.floor(math.log2(g_star)) + 1 - p)
+    h_star = 0.5 * _kappa(cfg) * (u + 2.0**-p) / (1 + u)  # rate just before SC
+    return spread + ulp / h_star + 1.0
+
+
+def stablemax_gap(cfg: Config, t) -> jnp.ndarray:
+    """Gap of the aligned two-class toy under StableMax, plain GD, at steps ``t``.
+
+    With ``r = 1 + g/2`` the flow is ``dr/dt = (κ/2) / (r (r² + 1))``, so
+    ``r⁴/4 + r²/2 = r₀⁴/4 + r₀²/2 + κ t/2`` (our derivation): the gap grows like
+    ``t^{1/4}``, and reaching ``stablemax_threshold`` takes ``~ 2^{4⌈p/2⌉}/(2κ)``
+    steps."""
+    kappa = _kappa(cfg)
+    r0 = 1 + jnp.asarray(cfg.init_gap) / 2
+    c = r0**4 / 4 + r0**2 / 2 + kappa * jnp.asarray(t, dtype=jnp.result_type(float)) / 2
+    r2 = -1 + jnp.sqrt(1 + 4 * c)  # r⁴ + 2r² − 4c = 0
+    return 2 * (jnp.sqrt(r2) - 1)
+
+
+def euler_inner_product(z, probs, y, degree: int):
+    """``⟨θ, ∇L⟩`` of a ``degree``-homogeneous classifier under softmax CE.
+
+    Euler: ``⟨θ, ∇_θ z_i⟩ = degree · z_i``, so ``⟨θ, ∇L⟩ = degree · mean_i ⟨p_i − e_{y_i},
+    z_i⟩``, negative whenever every ``z_{i,y_i}`` is the strict maximum (``⟨p, z⟩`` is
+    an average of the logits): ``−∇L`` has a positive component along ``θ``, scaling
+    the weights up lowers the loss (naïve loss minimisation; Prieto et al. 2025, arXiv
+    2501.04697, Sec. 5). ``z, probs [n, C]``, ``y [n]``."""
+    z, probs = jnp.asarray(z), jnp.asarray(probs)
+    onehot = jnp.eye(z.shape[-1], dtype=z.dtype)[y]
+    return degree * jnp.mean(jnp.sum((probs - onehot) * z, axis=-1))
+
+
+def perp_norm_sq(norm0_sq, grad_sq, lr):
+    """⊥Grad norm identity: ``‖θ_{t+1}‖² = ‖θ_t‖² + lr² ‖∇L_t‖²`` per tensor (the
+    update ``lr·g̃`` is orthogonal to ``θ_t`` and ``‖g̃‖ = ‖∇L‖``), so
+    ``‖θ_t‖² = ‖θ_0‖² + lr² Σ_{s<t} ‖∇L_s‖²``: the norm grows at second order only.
+    ⊥Grad: Prieto et al. 2025 (arXiv 2501.04697), Sec. 6. ``grad_sq [..., t]``."""
+    grad_sq = jnp.asarray(grad_sq)
+    return norm0_sq + lr**2 * jnp.concatenate(
+        [jnp.zeros_like(grad_sq[..., :1]), jnp.cumsum(grad_sq, axis=-1)[..., :-1]],
+        axis=-1,
+    )
+
+
+def predict(cfg: Config, t) -> dict[str, jnp.ndarray]:
+    """Gap and collapse fraction at steps ``t`` for the aligned two-class linear toy
+    (plain GD, ``init_scale = 0``): softmax ``gap_mean`` (inverse of ``gap_time``) and
+    ``collapsed`` (0 before, 1 after the predicted step; NaN within the tolerance);
+    StableMax ``gap_mean`` and ``collapsed = 0`` before its threshold."""
+    if cfg.num_classes != 2 or cfg.hidden or cfg.grad != "plain":
+        raise ValueError(
+            "predict covers the two-class linear toy under plain GD "
+            f"(num_classes={cfg.num_classes}, hidden={cfg.hidden}, grad={cfg.grad!r})"
+        )
+    t = np.asarray(t, dtype=float)
+    if cfg.loss == "stablemax":
+        gap = stablemax_gap(cfg, t)
+        collapsed = jnp.where(gap < stablemax_threshold(cfg.dtype), 0.0, jnp.nan)
+        return {"gap_mean": gap, "collapsed": collapsed}
+    g_star = softmax_threshold(cfg.dtype)
+    t_star = float(collapse_step(cfg))
+    tol = float(collapse_step_tolerance(cfg))
+    # Invert gap_time on a fine grid below g*; past SC the rate halves (no prediction).
+    grid = np.linspace(float(cfg.init_gap), g_star, 4001)
+    times = np.asarray(gap_time(cfg, grid))
+    gap = np.interp(t, times, grid)
+    gap = np.where(t <= t_star - tol, gap, np.nan)
+    collapsed = np.where(t < t_star - tol, 0.0, np.where(t > t_star + tol, 1.0, np.nan))
+    return {"gap_mean": jnp.asarray(gap), "collapsed": jnp.asarray(collapsed)}
