@@ -55,6 +55,10 @@ SMALL = {
     "recursive_regression": dict(
         dim=5, samples=12, generator_samples=9, policy="mix", real_weight=0.4
     ),
+    # two-layer ReLU under ⊥Grad: the path with the most code; float32 throughout.
+    "softmax_collapse": dict(
+        num_classes=3, dim=5, per_class=2, hidden=4, grad="perp", init_scale=0.5
+    ),
     "ufm": dict(num_classes=3, dim=4, per_class=3),
     # SimVQ with Adam on minibatches of a 2-D mixture: the most moving parts.
     "vector_quantizer": dict(
@@ -171,6 +175,22 @@ BAD = {
         (dict(signal=-1.0), "signal"),
         (dict(decay=-2.0), "decay"),
     ],
+    "softmax_collapse": [
+        (dict(num_classes=1), "num_classes"),
+        (dict(dim=2), "dim"),
+        (dict(per_class=3), "per_class"),
+        (dict(hidden=-1), "hidden"),
+        (dict(loss="sparsemax"), "loss"),
+        (dict(grad="adam"), "grad"),
+        (dict(dtype="int8"), "dtype"),
+        (dict(param_dtype="float16"), "param_dtype"),
+        (dict(dtype="float64"), "dtype='float64' needs param_dtype"),
+        (dict(lr=0.0), "lr"),
+        (dict(margin=-1.0), "margin"),
+        (dict(noise=-0.1), "noise"),
+        (dict(init_gap=-1.0), "init_gap"),
+        (dict(init_scale=-1.0), "init_scale"),
+    ],
     "ufm": [
         (dict(num_classes=1), "num_classes=1 is out of range"),
         (dict(dim=0), "dim=0 is out of range"),
@@ -229,6 +249,7 @@ NEW_FLOATS = {
     "linear_jepa": dict(lr=0.01, init_scale=0.2),
     "recursive_gaussian": dict(real_fraction=0.7),
     "recursive_regression": dict(noise=0.3, ridge=0.2, real_weight=0.9),
+    "softmax_collapse": dict(lr=0.5, noise=0.3, init_scale=0.2),
     "ufm": dict(lr=0.05, lambda_h=0.02),
     "vector_quantizer": dict(lr=0.05, basis_scale=0.5, mixture_std=0.1),
     "zipf_tails": dict(cut_rank=50.0, clean_fraction=0.2),
