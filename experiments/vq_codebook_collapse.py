@@ -36,7 +36,7 @@ SHOWN = (1e-4, 0.2, 1.0)  # basis scales drawn against time
 def run(quick: bool = True) -> Result:
     steps, every = (1000, 10) if quick else (4000, 10)
     scales = np.unique(np.concatenate([np.logspace(-4, 0.5, 7), SHOWN]))
-    margins = np.array([0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0])
+    margins = np.array([0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0])
     seeds = 64 if quick else 400
     with jax.enable_x64(True):
         vanilla = cj.simulate(
