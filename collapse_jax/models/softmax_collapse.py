@@ -149,17 +149,18 @@ def working_logits(params, x, cfg: Config) -> jax.Array:
 def loss(params, x, y, cfg: Config) -> jax.Array:
     """Mean loss, computed in the working dtype, returned in ``param_dtype``."""
     z = working_logits(params, x, cfg)
-    return jnp.mean(_per_sample_loss(z, y, cfg.loss)).astype(cfg.param_dtype)
+    return _mean_loss(z, y, cfg).astype(cfg.param_dtype)
+
+
+def _mean_loss(z, y, cfg: Config):
+    return jnp.mean(_per_sample_loss(z, y, cfg.loss))
 
 
 def logit_grad(z, y, cfg: Config) -> jax.Array:
-    """``[n, C]`` gradient of each sample's own loss w.r.t. its logits ``z [n, C]``,
-    in the dtype of ``z`` (what backpropagation hands to the weights)."""
-
-    def one(zi, yi):
-        return jax.grad(lambda v: _per_sample_loss(v[None], yi[None], cfg.loss)[0])(zi)
-
-    return jax.vmap(one)(z, y)
+    """``[n, C]`` gradient of the mean loss w.r.t. the logits ``z [n, C]`` in their
+    dtype: what backpropagation hands to the weights (each sample's own gradient
+    divided by ``n``)."""
+    return jax.grad(_mean_loss)(z, y, cfg)
 
 
 def _perp(g, w):
@@ -185,20 +186,21 @@ def observe(state: State, cfg: Config) -> dict[str, jax.Array]:
     gradient w.r.t. their correct-class logit is exactly zero (softmax collapse; the
     other classes' components are ``≈ p_c``, exactly zero only once those underflow:
     ``zero_grad`` counts samples whose whole logit gradient is zero); ``loss``;
-    ``weight_norm`` ``‖θ‖`` over all tensors; ``accuracy``; ``nlm``: cosine between
+    ``weight_norm`` ``‖θ‖`` and ``grad_norm`` ``‖∇L‖`` (plain gradient) over all
+    tensors; ``accuracy``; ``nlm``: cosine between
     ``−∇L`` and ``θ`` (the naïve-loss-minimisation alignment).
     """
     pdt = jnp.dtype(cfg.param_dtype)
-    z = working_logits(state.params, state.x, cfg)
+    z, pullback = jax.vjp(lambda p: working_logits(p, state.x, cfg), state.params)
+    g_z = logit_grad(z, state.y, cfg)
+    (grads,) = pullback(g_z)
     C = cfg.num_classes
     onehot = jax.nn.one_hot(state.y, C, dtype=bool)
     zp = z.astype(pdt)
     correct = jnp.sum(jnp.where(onehot, zp, 0), axis=-1)
     other = jnp.max(jnp.where(onehot, -jnp.inf, zp), axis=-1)
     gap = correct - other
-    g_z = logit_grad(z, state.y, cfg)
     g_correct = jnp.sum(jnp.where(onehot, g_z, 0), axis=-1)
-    grads = jax.grad(loss)(state.params, state.x, state.y, cfg)
     flat_w = jnp.concatenate([w.ravel() for w in state.params])
     flat_g = jnp.concatenate([g.ravel() for g in grads])
     w_norm = jnp.linalg.norm(flat_w)
@@ -208,8 +210,9 @@ def observe(state: State, cfg: Config) -> dict[str, jax.Array]:
         "gap_min": jnp.min(gap),
         "collapsed": jnp.mean((g_correct == 0).astype(pdt)),
         "zero_grad": jnp.mean(jnp.all(g_z == 0, axis=-1).astype(pdt)),
-        "loss": loss(state.params, state.x, state.y, cfg),
+        "loss": _mean_loss(z, state.y, cfg).astype(pdt),
         "weight_norm": w_norm,
+        "grad_norm": jnp.linalg.norm(flat_g),
         "accuracy": jnp.mean((jnp.argmax(zp, axis=-1) == state.y).astype(pdt)),
         "nlm": nlm,
     }

@@ -33,10 +33,10 @@ __all__ = [
     "gap_time",
     "perp_norm_sq",
     "predict",
+    "gap_trajectory",
     "significand_bits",
     "softmax_threshold",
     "softmax_threshold_bracket",
-    "stablemax_gap",
     "stablemax_threshold",
 ]
 
@@ -106,8 +106,45 @@ def _regions(cfg: Config):
 
 
 def gap_time(cfg: Config, g) -> jnp.ndarray:
-    """Steps for the two-class aligned toy to grow its gap from ``init_gap`` to ``g``
-    (``g`` any shape, ``≤`` the collapse gap), softmax loss, plain GD.
+    """Steps for the aligned two-class linear toy (``init_scale = 0``) to grow its
+    gap from ``init_gap`` to ``g`` (any shape), by rule:
+
+    - softmax, plain GD: ``_softmax_gap_time`` (quantised regions; ``g ≤ g*``);
+    - StableMax, plain GD: with ``r = 1 + g/2``, ``dr/dt = (κ/2)/(r(r² + 1))``, so
+      ``T = (2/κ)[r⁴/4 + r²/2]_{r₀}^{r}`` (gap ``~ t^{1/4}``), minus Euler's lead
+      ``¼ ln(r(r²+1) / (r₀(r₀²+1)))``;
+    - softmax, ⊥Grad: the direction is already optimal, so every step is
+      orthogonal and only the norm grows, ``g_{t+1}² = g_t² + κ² σ(−g_t)²`` (norm
+      identity with ``‖∇L‖ = m σ(−g)``): ``T = [g² + 4(g − 1)eᵍ + (g − ½)e²ᵍ]/κ²``
+      between the ends, minus Euler's lead ``ln((1 + eᵍ)/(1 + e^{g₀}))``; rounding of
+      the gradient (``k u`` quantisation) is neglected, valid while ``e^{−g} ≫ 2^{−p}``.
+
+    Our derivations (theory/softmax_collapse.md); ``κ = lr·m²``."""
+    kappa = _kappa(cfg)
+    g = jnp.asarray(g, dtype=jnp.result_type(float))
+    g0 = jnp.asarray(cfg.init_gap, dtype=g.dtype)
+    if cfg.grad == "plain" and cfg.loss == "softmax":
+        return _softmax_gap_time(cfg, g)
+    if cfg.grad == "plain":
+        r, r0 = 1 + g / 2, 1 + g0 / 2
+
+        def F(r):
+            return r**4 / 4 + r**2 / 2
+
+        lead = 0.25 * jnp.log(r * (r**2 + 1) / (r0 * (r0**2 + 1)))
+        return 2 * (F(r) - F(r0)) / kappa - lead
+    if cfg.loss == "softmax":
+
+        def F(g):
+            return g**2 + 4 * (g - 1) * jnp.exp(g) + (g - 0.5) * jnp.exp(2 * g)
+
+        lead = jnp.log1p(jnp.exp(g)) - jnp.log1p(jnp.exp(g0))
+        return (F(g) - F(g0)) / kappa**2 - lead
+    raise ValueError("gap_time: StableMax under ⊥Grad has no closed form here")
+
+
+def _softmax_gap_time(cfg: Config, g) -> jnp.ndarray:
+    """Softmax, plain GD: steps from ``init_gap`` to ``g`` (``≤`` the collapse gap).
 
     Flow of ``g ← g + h(g)`` region by region (theory/softmax_collapse.md):
     ``k ≥ 1``: ``T = 2(1+ku)/(κku) · ln((ku e^{g₂} + 1)/(ku e^{g₁} + 1))``;
@@ -152,9 +189,12 @@ def gap_time(cfg: Config, g) -> jnp.ndarray:
 
 def collapse_step(cfg: Config) -> jnp.ndarray:
     """Predicted (fractional) step at which the aligned two-class toy's gap reaches
-    ``softmax_threshold``: the first collapsed record is ``ceil`` of it. Softmax loss,
-    plain GD, ``init_scale = 0``. Our derivation (theory/softmax_collapse.md)."""
-    return gap_time(cfg, softmax_threshold(cfg.dtype))
+    its collapse gap (``softmax_threshold`` or ``stablemax_threshold``); the first
+    collapsed record is its ``ceil``. ``init_scale = 0``. Our derivation
+    (theory/softmax_collapse.md)."""
+    if cfg.loss == "softmax":
+        return gap_time(cfg, softmax_threshold(cfg.dtype))
+    return gap_time(cfg, stablemax_threshold(cfg.dtype))
 
 
 def collapse_step_tolerance(cfg: Config) -> jnp.ndarray:
@@ -175,18 +215,25 @@ def collapse_step_tolerance(cfg: Config) -> jnp.ndarray:
     return spread + ulp / h_star + 1.0
 
 
-def stablemax_gap(cfg: Config, t) -> jnp.ndarray:
-    """Gap of the aligned two-class toy under StableMax, plain GD, at steps ``t``.
-
-    With ``r = 1 + g/2`` the flow is ``dr/dt = (κ/2) / (r (r² + 1))``, so
-    ``r⁴/4 + r²/2 = r₀⁴/4 + r₀²/2 + κ t/2`` (our derivation): the gap grows like
-    ``t^{1/4}``, and reaching ``stablemax_threshold`` takes ``~ 2^{4⌈p/2⌉}/(2κ)``
-    steps."""
-    kappa = _kappa(cfg)
-    r0 = 1 + jnp.asarray(cfg.init_gap) / 2
-    c = r0**4 / 4 + r0**2 / 2 + kappa * jnp.asarray(t, dtype=jnp.result_type(float)) / 2
-    r2 = -1 + jnp.sqrt(1 + 4 * c)  # r⁴ + 2r² − 4c = 0
-    return 2 * (jnp.sqrt(r2) - 1)
+def gap_trajectory(cfg: Config, t) -> np.ndarray:
+    """Predicted gap at steps ``t`` (concrete): ``gap_time`` inverted on a grid from
+    ``init_gap`` up to the collapse gap; NaN past it (the rate changes at SC)."""
+    t = np.asarray(t, dtype=float)
+    g_end = (
+        softmax_threshold(cfg.dtype)
+        if cfg.loss == "softmax"
+        else stablemax_threshold(cfg.dtype)
+    )
+    g0 = float(cfg.init_gap)
+    if cfg.loss == "stablemax" or cfg.grad == "perp":
+        # Grow the grid's end until it covers the last step (these take ~forever).
+        hi = g0 + 1.0
+        while hi < g_end and float(gap_time(cfg, hi)) < t.max():
+            hi = g0 + 2 * (hi - g0)
+        g_end = min(hi, g_end)
+    grid = np.linspace(g0, g_end, 8001)
+    times = np.asarray(gap_time(cfg, grid))
+    return np.where(t <= times[-1], np.interp(t, times, grid), np.nan)
 
 
 def euler_inner_product(z, probs, y, degree: int):
@@ -215,27 +262,19 @@ def perp_norm_sq(norm0_sq, grad_sq, lr):
 
 
 def predict(cfg: Config, t) -> dict[str, jnp.ndarray]:
-    """Gap and collapse fraction at steps ``t`` for the aligned two-class linear toy
-    (plain GD, ``init_scale = 0``): softmax ``gap_mean`` (inverse of ``gap_time``) and
-    ``collapsed`` (0 before, 1 after the predicted step; NaN within the tolerance);
-    StableMax ``gap_mean`` and ``collapsed = 0`` before its threshold."""
-    if cfg.num_classes != 2 or cfg.hidden or cfg.grad != "plain":
+    """``gap_mean`` and ``collapsed`` at steps ``t`` for the aligned two-class linear
+    toy (``init_scale = 0``): the gap from ``gap_trajectory``, the collapse fraction 0
+    before and 1 after ``collapse_step`` (NaN, no prediction, within
+    ``collapse_step_tolerance`` of it; the gap is NaN from there on)."""
+    if cfg.num_classes != 2 or cfg.hidden:
         raise ValueError(
-            "predict covers the two-class linear toy under plain GD "
-            f"(num_classes={cfg.num_classes}, hidden={cfg.hidden}, grad={cfg.grad!r})"
+            "predict covers the two-class linear toy "
+            f"(num_classes={cfg.num_classes}, hidden={cfg.hidden})"
         )
     t = np.asarray(t, dtype=float)
-    if cfg.loss == "stablemax":
-        gap = stablemax_gap(cfg, t)
-        collapsed = jnp.where(gap < stablemax_threshold(cfg.dtype), 0.0, jnp.nan)
-        return {"gap_mean": gap, "collapsed": collapsed}
-    g_star = softmax_threshold(cfg.dtype)
     t_star = float(collapse_step(cfg))
-    tol = float(collapse_step_tolerance(cfg))
-    # Invert gap_time on a fine grid below g*; past SC the rate halves (no prediction).
-    grid = np.linspace(float(cfg.init_gap), g_star, 4001)
-    times = np.asarray(gap_time(cfg, grid))
-    gap = np.interp(t, times, grid)
-    gap = np.where(t <= t_star - tol, gap, np.nan)
+    exact_map = cfg.grad == "plain" and cfg.loss == "softmax"
+    tol = float(collapse_step_tolerance(cfg)) if exact_map else 1.0
+    gap = np.where(t < t_star - tol, gap_trajectory(cfg, t), np.nan)
     collapsed = np.where(t < t_star - tol, 0.0, np.where(t > t_star + tol, 1.0, np.nan))
     return {"gap_mean": jnp.asarray(gap), "collapsed": jnp.asarray(collapsed)}
