@@ -48,6 +48,17 @@ SMALL = {
     "linear_byol": dict(dim=3, batch_size=8, ema=0.5),
     "linear_contrastive": dict(dim=3, embed_dim=2, batch_size=8, loss="vicreg"),
     "linear_jepa": dict(depth=2),
+    # The conditional, reparameterised variant: every code path but the projection.
+    "linear_vae": dict(
+        eigenvalues=(2.0, 1.0, 0.5),
+        latent_dim=2,
+        condition_dim=1,
+        correlation=0.5,
+        objective="mc",
+        samples=10,
+        batch_size=4,
+        learn_sigma2=True,
+    ),
     # accumulate: the policy with the masked, growing pool.
     "recursive_gaussian": dict(
         dim=3, samples=6, max_generations=8, policy="accumulate", dtype="float64"
@@ -144,6 +155,24 @@ BAD = {
         (dict(objective="byol"), "objective"),
         (dict(lr=-0.1), "lr"),
         (dict(init_scale=0.0), "init_scale"),
+        (dict(dtype="float16"), "dtype"),
+    ],
+    "linear_vae": [
+        (dict(eigenvalues=()), "eigenvalues"),
+        (dict(eigenvalues=(1.0, -1.0)), "eigenvalues"),
+        (dict(latent_dim=4), "latent_dim"),
+        (dict(condition_dim=-1), "condition_dim"),
+        (dict(objective="iwae"), "objective"),
+        (dict(samples=0), "samples"),
+        (dict(batch_size=0), "batch_size"),
+        (dict(decoder="mlp"), "decoder"),
+        (dict(optimizer="lbfgs"), "optimizer"),
+        (dict(beta=0.0), "beta"),
+        (dict(sigma2=-1.0), "sigma2"),
+        (dict(correlation=1.0), "correlation"),
+        (dict(lipschitz=-0.5), "lipschitz"),
+        (dict(lr=float("nan")), "lr"),
+        (dict(lr_decay=-1.0), "lr_decay"),
         (dict(dtype="float16"), "dtype"),
     ],
     "recursive_gaussian": [
@@ -247,6 +276,7 @@ NEW_FLOATS = {
     "linear_byol": dict(weight_decay=0.1, lr=0.02),
     "linear_contrastive": dict(temperature=0.5, aug_var=0.4),
     "linear_jepa": dict(lr=0.01, init_scale=0.2),
+    "linear_vae": dict(beta=0.5, sigma2=0.7, correlation=0.8, lr=0.02),
     "recursive_gaussian": dict(real_fraction=0.7),
     "recursive_regression": dict(noise=0.3, ridge=0.2, real_weight=0.9),
     "softmax_collapse": dict(lr=0.5, noise=0.3, init_scale=0.2),
