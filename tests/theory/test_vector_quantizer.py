@@ -50,8 +50,8 @@ def test_one_vanilla_step_moves_selected_codes_by_minus_lr_gradient_and_no_other
         lr=0.1,
         dtype="float64",
     )
-    s0 = m.init(jax.random.PRNGKey(3), cfg)
-    s1 = m.step(s0, cfg)
+    s0 = jax.jit(m.init)(jax.random.PRNGKey(3), cfg)
+    s1 = jax.jit(m.step)(s0, cfg)
     G = th.code_gradient(s0.params["codes"], s0.train_x)
     dead = np.asarray(s1.hits) == 0
     assert dead.any() and (~dead).any()
@@ -75,8 +75,8 @@ def test_one_simvq_step_moves_every_code_by_the_kernel_of_the_basis():
         lr=0.1,
         dtype="float64",
     )
-    s0 = m.init(jax.random.PRNGKey(4), cfg)
-    s1 = m.step(s0, cfg)
+    s0 = jax.jit(m.init)(jax.random.PRNGKey(4), cfg)
+    s1 = jax.jit(m.step)(s0, cfg)
     q0 = m.codes(s0.params, s0.basis, cfg)
     q1 = m.codes(s1.params, s1.basis, cfg)
     G = th.code_gradient(q0, s0.train_x)
