@@ -8,7 +8,7 @@ the top ``k`` eigen-directions and, writing ``u_i = ‖w_i‖² + c``, each cont
   ‖w_i‖² = max(0, λ_i − βσ²),   s_i = βσ²/u_i,   KL_i = ½ log(u_i/(βσ²)) (= 0 collapsed)
 
 so latent ``i`` collapses (``q(z_i|x) = p(z_i)``) exactly when ``λ_i ≤ βσ²`` (Lucas et
-al. 2019, arXiv 1911.02469, Sec. 4; Wang & Ziyin 2022, arXiv 2205.04009). An inverse-
+al. 2019, arXiv 1911.02469; Wang & Ziyin 2022, arXiv 2205.04009). An inverse-
 Lipschitz decoder (``σ_min(W) ≥ L``) clamps ``u_i ≥ L² + c``: no latent collapses.
 With learned ``σ²`` and ``β = 1`` the minimiser is probabilistic PCA (Tipping & Bishop
 1999): ``σ²`` = the mean of the discarded eigenvalues. Derivations, including the ones
@@ -35,7 +35,7 @@ def latent_eigenvalues(cfg: Config) -> jax.Array:
     """``[D]`` eigenvalues of ``Cov(x | y)`` of the data model, descending.
 
     ``Cov(x_j, y_j) = ρ√λ_j`` and ``Var(y_j) = 1`` give ``λ_j (1 − ρ²)`` for
-    ``j < D_y`` and ``λ_j`` otherwise (Dang et al. 2023, arXiv 2306.05023, Sec. 4.1: the
+    ``j < D_y`` and ``λ_j`` otherwise (Dang et al. 2023, arXiv 2306.05023: the
     CVAE's latents model what the condition does not explain)."""
     lam = jnp.asarray(cfg.eigenvalues)
     j = jnp.arange(cfg.data_dim)
@@ -95,7 +95,7 @@ def optimum(eigs, beta, sigma2, *, latent_dim: int, lipschitz=0.0, learn=False):
     each ``[k]``; ``active`` (latents with ``λ_i > βσ²``, every one under an
     inverse-Lipschitz floor ``> 0``); ``sigma2``; ``loss`` (β-weighted) and ``elbo``
     (β = 1) at the minimiser. ``learn``: ``σ²`` is trained (``learned_sigma2``; only
-    without the Lipschitz floor). Lucas et al. 2019 (arXiv 1911.02469), Sec. 4;
+    without the Lipschitz floor). Lucas et al. 2019 (arXiv 1911.02469);
     constrained and general-β forms derived in theory/linear_vae.md."""
     eigs = jnp.asarray(eigs)
     if learn:
