@@ -193,24 +193,35 @@ def energy_ratio_exact(s, n):
     ``log t``. Our derivation for the setting of Zhou et al. 2024 (arXiv 2410.24200,
     attention as a low-pass filter). ``s``, ``n`` broadcast (``n`` may be traced)."""
     s, n = jnp.broadcast_arrays(jnp.asarray(s, float), jnp.asarray(n, float))
-    ell = s[..., None] * _X  # [..., X]
-    t = jnp.exp(_TAU)
-    ete = jnp.exp(ell)[..., None, :] * t[:, None]  # [..., tau, X]
+    shape = s.shape
+    s, n = s.reshape(-1, 1, 1), n.reshape(-1, 1)
+    ell = s * jnp.asarray(_X).reshape(1, 1, -1)  # [K, 1, X]
+    ete = jnp.exp(ell) * jnp.exp(jnp.asarray(_TAU)).reshape(1, -1, 1)  # [K, tau, X]
     w = jnp.exp(-ete)
-    phi0 = jnp.sum(w * _PHI, axis=-1)
-    phi2 = jnp.sum(jnp.exp(2 * ell)[..., None, :] * w * _PHI, axis=-1)
+    phi0 = w @ _PHI  # [K, tau]
+    phi2 = (jnp.exp(2 * ell) * w) @ _PHI
+    t2 = jnp.exp(2 * jnp.asarray(_TAU)).reshape(1, -1)
     # log φ0 keeps φ0^{n−1} accurate where φ0 is close to one.
-    integrand = t**2 * phi2 * jnp.exp((n[..., None] - 1) * jnp.log(phi0))
-    p2 = jnp.sum(0.5 * (integrand[..., 1:] + integrand[..., :-1]), axis=-1) * (
+    tiny = jnp.finfo(phi0.dtype).tiny  # φ0 underflows at large t; n = 1 needs 0·log
+    integrand = t2 * phi2 * jnp.exp((n - 1) * jnp.log(jnp.maximum(phi0, tiny)))
+    p2 = jnp.sum(0.5 * (integrand[:, 1:] + integrand[:, :-1]), axis=-1) * (
         _TAU[1] - _TAU[0]
     )
-    return n * p2 - 1 / n
+    n = n[:, 0]
+    return (n * p2 - 1 / n).reshape(shape)
 
 
-def energy_ratio_leading(s, n):
-    """``(e^{s²} − 1)/n``: leading order of ``energy_ratio_exact`` for large ``n``
-    (``Σ_k e^{ℓ_k} ≈ n e^{s²/2}``). Zhou et al. 2024 (arXiv 2410.24200) setting."""
-    return jnp.expm1(jnp.asarray(s) ** 2) / jnp.asarray(n)
+def energy_ratio_leading(s, n, order: int = 1):
+    """Large-``n`` expansion of ``energy_ratio_exact``: ``(x − 1)/n`` with
+    ``x = e^{s²}`` (``order=1``, from ``Σ_k e^{ℓ_k} ≈ n e^{s²/2}``), plus
+    ``− x (x − 1)(2x − 1)/n²`` (``order=2``, delta method on the softmax
+    denominator; our derivation). Setting of Zhou et al. 2024 (arXiv 2410.24200)."""
+    x = jnp.exp(jnp.asarray(s) ** 2)
+    n = jnp.asarray(n)
+    out = (x - 1) / n
+    if order >= 2:
+        out = out - x * (x - 1) * (2 * x - 1) / n**2
+    return out
 
 
 # ------------------------------------------------------------------- predict
