@@ -38,6 +38,7 @@ __all__ = [
     "softmax_threshold",
     "softmax_threshold_bracket",
     "stablemax_threshold",
+    "stablemax_threshold_bracket",
 ]
 
 _BITS = {"bfloat16": 8, "float16": 11, "float32": 24, "float64": 53}
@@ -90,6 +91,19 @@ def stablemax_threshold(dtype: str) -> float:
     return 2.0 * (2.0 ** math.ceil(p / 2) - 1.0)
 
 
+def stablemax_threshold_bracket(dtype: str) -> tuple[float, float]:
+    """``(lo, hi)`` two-class StableMax gaps (logits ``±g/2``): below ``lo`` the
+    computed correct-class gradient is never zero, from ``hi`` on always.
+
+    The gradient is ``S′(z_y)(1/ΣS − 1/S(z_y))``: zero when the sum absorbs ``1/r``
+    (``hi = stablemax_threshold``) and, sporadically below that, when the two rounded
+    reciprocals coincide, which needs their relative difference ``≈ 1/(2r²)`` (``1/r``
+    itself rounded to ``≥ ulp(r)/2``) to be under ``2^{1−p}``: ``r ≥ 2^{p/2 − 1}``, so
+    ``lo = 2(2^{p/2−1} − 1)``. Both ends are exponential in ``p``. Our derivation."""
+    p = significand_bits(dtype)
+    return 2.0 * (2.0 ** (p / 2 - 1) - 1.0), stablemax_threshold(dtype)
+
+
 def _kappa(cfg: Config):
     return jnp.asarray(cfg.lr) * jnp.asarray(cfg.margin) ** 2
 
@@ -99,7 +113,9 @@ def _regions(cfg: Config):
     map's rate ``h(g) = (κ/2)(k u + e^{−g})/(1 + k u)``."""
     p = significand_bits(cfg.dtype)
     u = 2.0 ** (1 - p)
-    k = jnp.arange(1, _K_MAX + 1, dtype=jnp.result_type(float))
+    # Regions with k u ≤ 1/8 (S = 1 + k u ≤ 9/8): beyond, quantisation is immaterial.
+    K = int(min(_K_MAX, 1 / (8 * u)))
+    k = jnp.arange(1, K + 1, dtype=jnp.result_type(float))
     lo = -jnp.log((k + 0.5) * u)  # S = 1 + k u for e in ((k − ½)u, (k + ½)u]
     hi = -jnp.log((k - 0.5) * u)
     return p, u, k, lo, hi
@@ -163,10 +179,11 @@ def _softmax_gap_time(cfg: Config, g) -> jnp.ndarray:
     b = jnp.clip(g, a, jnp.maximum(gq, a))
     t_cont = (b - a + jnp.exp(b) - jnp.exp(a)) / kappa
     lead_cont = 0.5 * (jnp.log1p(jnp.exp(b)) - jnp.log1p(jnp.exp(a)))
-    # Quantised regions.
+    # Quantised regions, [points, K].
+    k, lo, hi = k[None, :], lo[None, :], hi[None, :]
     ku = k * u
-    a_k = jnp.maximum(lo[None, :], g0)
-    b_k = jnp.minimum(hi[None, :], g)
+    a_k = jnp.maximum(lo, g0)
+    b_k = jnp.minimum(hi, g)
     inside = b_k > a_k
     a_k, b_k = jnp.where(inside, a_k, 0.0), jnp.where(inside, b_k, 0.0)
     t_k = (2 * (1 + ku) / (kappa * ku)) * (
@@ -174,10 +191,10 @@ def _softmax_gap_time(cfg: Config, g) -> jnp.ndarray:
     )
     lead_k = 0.5 * (jnp.log(ku + jnp.exp(-a_k)) - jnp.log(ku + jnp.exp(-b_k)))
     # Boundary between regions k and k − 1 (at g = hi_k) crossed when g0 < hi_k < g.
-    crossed = (k[None, :] >= 2) & (hi[None, :] > g0) & (hi[None, :] < g)
+    crossed = (k >= 2) & (hi > g0) & (hi < g)
     e_b = (k - 0.5) * u
     ratio = ((ku + e_b) / (1 + ku)) / (((k - 1) * u + e_b) / (1 + (k - 1) * u))
-    lead_b = jnp.where(crossed, 0.5 * (ratio[None, :] - 1), 0.0)
+    lead_b = jnp.where(crossed, 0.5 * (ratio - 1), 0.0)
     total = (
         t_cont[:, 0]
         - lead_cont[:, 0]
@@ -231,7 +248,7 @@ def gap_trajectory(cfg: Config, t) -> np.ndarray:
         while hi < g_end and float(gap_time(cfg, hi)) < t.max():
             hi = g0 + 2 * (hi - g0)
         g_end = min(hi, g_end)
-    grid = np.linspace(g0, g_end, 8001)
+    grid = np.linspace(g0, g_end, 2001)
     times = np.asarray(gap_time(cfg, grid))
     return np.where(t <= times[-1], np.interp(t, times, grid), np.nan)
 
