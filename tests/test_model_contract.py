@@ -34,6 +34,10 @@ STEPS, EVERY, SEEDS = 4, 2, 3  # one shape for every run of a model: one compile
 
 # Small configs: a few steps of each run in well under a second once compiled.
 SMALL = {
+    "attention": dict(
+        mode="train", seq_len=4, dim=5, depth=2, heads=2, batch=2,
+        sigma_reparam=True, learn_gamma=True, mlp=True, skip=True, mlp_hidden=4,
+    ),  # fmt: skip
     "categorical_self_training": dict(num_symbols=5, samples=7, dtype="float64"),
     "deep_linear": dict(
         depth=3,
@@ -88,6 +92,21 @@ SMALL = {
 
 # (overrides of the small config, regex the ValueError message must match).
 BAD = {
+    "attention": [
+        (dict(seq_len=1), "seq_len"),
+        (dict(depth=0), "depth"),
+        (dict(heads=0), "heads"),
+        (dict(head_dim=9), "head_dim"),
+        (dict(init="isotropic", head_dim=3), "head_dim"),
+        (dict(tokens="orthonormal", dim=4), "dim"),  # needs dim >= seq_len + 1
+        (dict(mode="eval"), "mode"),
+        (dict(init="xavier"), "init"),
+        (dict(qk_scale=-1.0), "qk_scale"),
+        (dict(token_std=0.0), "token_std"),
+        (dict(gamma=0.0), "gamma"),
+        (dict(lr=0.0), "lr"),
+        (dict(dtype="float16"), "dtype"),
+    ],
     "categorical_self_training": [
         (dict(num_symbols=1), "num_symbols"),
         (dict(samples=0), "samples"),
@@ -270,6 +289,7 @@ BAD = {
 # Other valid values of some float hyperparameters (pytree leaves): a second run with
 # them must reuse the first run's compiled programs.
 NEW_FLOATS = {
+    "attention": dict(lr=0.05, gamma=0.7, qk_scale=2.0, token_mean=0.5),
     "categorical_self_training": dict(zipf_exponent=2.0),
     "deep_linear": dict(lr=0.02, init_scale=0.2),
     "deep_linear_ufm": dict(lr=0.05, lambda_w=0.01),
