@@ -19,8 +19,10 @@ in closed form region by region.
 
 from __future__ import annotations
 
+import functools
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -30,10 +32,12 @@ __all__ = [
     "collapse_step",
     "collapse_step_tolerance",
     "euler_inner_product",
+    "euler_lead",
     "gap_time",
+    "gap_tolerance",
+    "gap_trajectory",
     "perp_norm_sq",
     "predict",
-    "gap_trajectory",
     "significand_bits",
     "softmax_threshold",
     "softmax_threshold_bracket",
@@ -121,45 +125,62 @@ def _regions(cfg: Config):
     return p, u, k, lo, hi
 
 
-def gap_time(cfg: Config, g) -> jnp.ndarray:
+@functools.partial(jax.jit, static_argnums=2)
+def gap_time(cfg: Config, g, lead: bool = True) -> jnp.ndarray:
     """Steps for the aligned two-class linear toy (``init_scale = 0``) to grow its
     gap from ``init_gap`` to ``g`` (any shape), by rule:
 
     - softmax, plain GD: ``_softmax_gap_time`` (quantised regions; ``g ≤ g*``);
     - StableMax, plain GD: with ``r = 1 + g/2``, ``dr/dt = (κ/2)/(r(r² + 1))``, so
-      ``T = (2/κ)[r⁴/4 + r²/2]_{r₀}^{r}`` (gap ``~ t^{1/4}``), minus Euler's lead
-      ``¼ ln(r(r²+1) / (r₀(r₀²+1)))``;
+      ``T = (2/κ)[r⁴/4 + r²/2]_{r₀}^{r}`` (gap ``~ t^{1/4}``);
     - softmax, ⊥Grad: the direction is already optimal, so every step is
       orthogonal and only the norm grows, ``g_{t+1}² = g_t² + κ² σ(−g_t)²`` (norm
       identity with ``‖∇L‖ = m σ(−g)``): ``T = [g² + 4(g − 1)eᵍ + (g − ½)e²ᵍ]/κ²``
-      between the ends, minus Euler's lead ``ln((1 + eᵍ)/(1 + e^{g₀}))``; rounding of
-      the gradient (``k u`` quantisation) is neglected, valid while ``e^{−g} ≫ 2^{−p}``.
+      between the ends; the rounding of the softmax sum is neglected (valid while
+      ``e^{−g} ≫ 2^{−p}``; ``gap_tolerance`` bounds its effect).
 
-    Our derivations (theory/softmax_collapse.md); ``κ = lr·m²``."""
+    With ``lead``, Euler's lead over the flow is subtracted: a map ``x ← x + h(x)``
+    gains ``½ ∫ |h′|/h dx`` steps on its flow (``euler_lead``). Our derivations
+    (theory/softmax_collapse.md); ``κ = lr·m²``."""
     kappa = _kappa(cfg)
     g = jnp.asarray(g, dtype=jnp.result_type(float))
     g0 = jnp.asarray(cfg.init_gap, dtype=g.dtype)
     if cfg.grad == "plain" and cfg.loss == "softmax":
-        return _softmax_gap_time(cfg, g)
+        return _softmax_gap_time(cfg, g, lead)
     if cfg.grad == "plain":
         r, r0 = 1 + g / 2, 1 + g0 / 2
 
         def F(r):
             return r**4 / 4 + r**2 / 2
 
-        lead = 0.25 * jnp.log(r * (r**2 + 1) / (r0 * (r0**2 + 1)))
-        return 2 * (F(r) - F(r0)) / kappa - lead
-    if cfg.loss == "softmax":
+        t = 2 * (F(r) - F(r0)) / kappa
+    elif cfg.loss == "softmax":
 
         def F(g):
             return g**2 + 4 * (g - 1) * jnp.exp(g) + (g - 0.5) * jnp.exp(2 * g)
 
-        lead = jnp.log1p(jnp.exp(g)) - jnp.log1p(jnp.exp(g0))
-        return (F(g) - F(g0)) / kappa**2 - lead
-    raise ValueError("gap_time: StableMax under ⊥Grad has no closed form here")
+        t = (F(g) - F(g0)) / kappa**2
+    else:
+        raise ValueError("gap_time: StableMax under ⊥Grad has no closed form here")
+    return t - euler_lead(cfg, g) if lead else t
 
 
-def _softmax_gap_time(cfg: Config, g) -> jnp.ndarray:
+def euler_lead(cfg: Config, g) -> jnp.ndarray:
+    """Steps by which gradient descent runs ahead of its gradient flow from
+    ``init_gap`` to ``g``, ``½ ∫ |h′|/h dx`` for the map ``x ← x + h(x)``:
+    StableMax (``x = g``): ``½ ln(r(r²+1) / (r₀(r₀²+1)))``, ``r = 1 + g/2``;
+    ⊥Grad (``x = g²``): ``ln((1 + eᵍ)/(1 + e^{g₀}))``; softmax unquantised
+    (``x = g``): ``½ ln((1 + eᵍ)/(1 + e^{g₀}))``. Our derivation."""
+    g = jnp.asarray(g, dtype=jnp.result_type(float))
+    g0 = jnp.asarray(cfg.init_gap, dtype=g.dtype)
+    if cfg.loss == "stablemax":
+        r, r0 = 1 + g / 2, 1 + g0 / 2
+        return 0.5 * jnp.log(r * (r**2 + 1) / (r0 * (r0**2 + 1)))
+    full = jnp.log1p(jnp.exp(g)) - jnp.log1p(jnp.exp(g0))
+    return full if cfg.grad == "perp" else 0.5 * full
+
+
+def _softmax_gap_time(cfg: Config, g, lead: bool = True) -> jnp.ndarray:
     """Softmax, plain GD: steps from ``init_gap`` to ``g`` (``≤`` the collapse gap).
 
     Flow of ``g ← g + h(g)`` region by region (theory/softmax_collapse.md):
@@ -195,15 +216,16 @@ def _softmax_gap_time(cfg: Config, g) -> jnp.ndarray:
     e_b = (k - 0.5) * u
     ratio = ((ku + e_b) / (1 + ku)) / (((k - 1) * u + e_b) / (1 + (k - 1) * u))
     lead_b = jnp.where(crossed, 0.5 * (ratio - 1), 0.0)
-    total = (
-        t_cont[:, 0]
-        - lead_cont[:, 0]
-        + jnp.sum(jnp.where(inside, t_k - lead_k, 0.0), axis=1)
-        - jnp.sum(lead_b, axis=1)
+    flow = t_cont[:, 0] + jnp.sum(jnp.where(inside, t_k, 0.0), axis=1)
+    ahead = (
+        lead_cont[:, 0]
+        + jnp.sum(jnp.where(inside, lead_k, 0.0), axis=1)
+        + jnp.sum(lead_b, axis=1)
     )
-    return total.reshape(shape)
+    return (flow - ahead if lead else flow).reshape(shape)
 
 
+@jax.jit
 def collapse_step(cfg: Config) -> jnp.ndarray:
     """Predicted (fractional) step at which the aligned two-class toy's gap reaches
     its collapse gap (``softmax_threshold`` or ``stablemax_threshold``); the first
@@ -214,6 +236,7 @@ def collapse_step(cfg: Config) -> jnp.ndarray:
     return gap_time(cfg, stablemax_threshold(cfg.dtype))
 
 
+@jax.jit
 def collapse_step_tolerance(cfg: Config) -> jnp.ndarray:
     """Stated bound on ``|simulated − collapse_step|`` (steps):
     the boundary leads' spread (each ``±½(h₋/h₊ − 1)``), the gap's rounding in the
@@ -232,7 +255,7 @@ def collapse_step_tolerance(cfg: Config) -> jnp.ndarray:
     return spread + ulp / h_star + 1.0
 
 
-def gap_trajectory(cfg: Config, t) -> np.ndarray:
+def gap_trajectory(cfg: Config, t, lead: bool = True) -> np.ndarray:
     """Predicted gap at steps ``t`` (concrete): ``gap_time`` inverted on a grid from
     ``init_gap`` up to the collapse gap; NaN past it (the rate changes at SC)."""
     t = np.asarray(t, dtype=float)
@@ -249,8 +272,37 @@ def gap_trajectory(cfg: Config, t) -> np.ndarray:
             hi = g0 + 2 * (hi - g0)
         g_end = min(hi, g_end)
     grid = np.linspace(g0, g_end, 2001)
-    times = np.asarray(gap_time(cfg, grid))
+    times = np.asarray(gap_time(cfg, grid, lead))
     return np.where(t <= times[-1], np.interp(t, times, grid), np.nan)
+
+
+def gap_tolerance(cfg: Config, t) -> float:
+    """Stated bound on ``|simulated − predicted|`` gap over steps ``t`` (concrete).
+
+    Softmax, plain GD: the collapse-step bound times the gap's largest slope, plus
+    one ulp of ``g*`` in the working dtype (the metric is read there). Otherwise:
+    the whole Euler lead mapped to a gap (bounding its second-order remainder), one
+    ulp of the largest gap in the working dtype, and for ⊥Grad the rounding of the
+    softmax sum (``|δq| ≤ u/2`` moves the rate ``(q + w)²`` by ``≤ u/(2e^{−g})``
+    relatively, so the gap by that times its growth)."""
+    t = np.asarray(t, dtype=float)
+    p = significand_bits(cfg.dtype)
+
+    def ulp(x):
+        return 2.0 ** (math.floor(math.log2(x)) + 1 - p)
+
+    g = gap_trajectory(cfg, t)
+    if cfg.grad == "plain" and cfg.loss == "softmax" and cfg.dtype != "float64":
+        slope = float(np.nanmax(np.diff(g) / np.diff(t))) if g.size > 1 else 0.0
+        steps = float(collapse_step_tolerance(cfg))
+        return slope * steps + ulp(softmax_threshold(cfg.dtype))
+    g_max = float(np.nanmax(g))
+    bound = float(np.nanmax(np.abs(g - gap_trajectory(cfg, t, lead=False))))
+    bound += ulp(g_max)
+    if cfg.grad == "perp":
+        u = 2.0 ** (1 - p)
+        bound += u / (2 * math.exp(-g_max)) * (g_max - float(cfg.init_gap))
+    return bound
 
 
 def euler_inner_product(z, probs, y, degree: int):

@@ -154,8 +154,7 @@ def test_collapse_step_matches_the_quantised_gap_flow(collapse_runs, dtype):
     # The gap before SC: the step bound moves the curve by at most its slope × tol;
     # the metric is read in the working dtype (one ulp of g*).
     pred = th.predict(cfg, tr.steps)
-    slope = np.nanmax(np.diff(np.asarray(pred["gap_mean"])))
-    atol = {"gap_mean": slope * tol + _ulp(th.softmax_threshold(dtype), dtype)}
+    atol = {"gap_mean": th.gap_tolerance(cfg, tr.steps)}
     agreement = cj.compare(tr, pred, z=4, atol=atol, at="trajectory")
     assert agreement.passed, agreement.table()
 
@@ -168,29 +167,9 @@ def test_float64_never_collapses_where_float32_does(collapse_runs):
     # its predicted collapse step is e^{(53−24) ln 2} ≈ 5e8 times later
     ratio = float(th.collapse_step(cfg)) / float(th.collapse_step(cfg32))
     assert ratio > 1e8
-    atol = _euler_bound(cfg, tr.steps) + 1e-9
+    atol = {"gap_mean": th.gap_tolerance(cfg, tr.steps)}
     agreement = cj.compare(tr, th.predict(cfg, tr.steps), z=4, atol=atol)
     assert agreement.passed, agreement.table()
-
-
-def _euler_bound(cfg, steps):
-    """|flow − map| allowance: the whole first-order Euler lead that gap_time
-    subtracts, as a bound on its second-order remainder, mapped to a gap error."""
-    g = np.asarray(th.gap_trajectory(cfg, steps))
-    g_flow = np.interp(
-        steps, np.asarray(th.gap_time(cfg, g)) + _lead(cfg, g), g, right=np.nan
-    )
-    return float(np.nanmax(np.abs(g - g_flow)))
-
-
-def _lead(cfg, g):
-    """Euler's first-order lead over the flow (steps), as gap_time subtracts it."""
-    g0 = float(cfg.init_gap)
-    if cfg.loss == "stablemax":
-        r, r0 = 1 + g / 2, 1 + g0 / 2
-        return 0.25 * np.log(r * (r**2 + 1) / (r0 * (r0**2 + 1)))
-    full = np.log1p(np.exp(g)) - np.log1p(np.exp(g0))
-    return full if cfg.grad == "perp" else 0.5 * full  # softmax, unquantised (float64)
 
 
 @pytest.mark.parametrize(
@@ -210,13 +189,7 @@ def test_stablemax_and_perp_grad_follow_their_gap_laws_and_do_not_collapse(
     assert tr["collapsed"].max() == 0
     assert float(th.collapse_step(cfg)) > 1e6  # vs ≈ 920 for softmax, plain GD
     pred = th.predict(cfg, tr.steps)
-    atol = _euler_bound(cfg, tr.steps) + 1e-4  # + float32 rounding of the gap
-    if rule == "perp":
-        # The ⊥Grad law neglects the rounding of S = 1 + e^{−g}: |δq| ≤ u/2 makes the
-        # rate (q + w)² wrong by ≤ u/(2e^{−g}) relatively, so the gap by ≤ that × its
-        # growth (u = 2^{−23}, float32).
-        g = np.asarray(pred["gap_mean"])
-        atol += 2.0**-23 / (2 * np.exp(-g.max())) * (g.max() - g[0])
+    atol = th.gap_tolerance(cfg, tr.steps)
     agreement = cj.compare(tr, pred, z=4, atol={"gap_mean": atol}, at="trajectory")
     assert agreement.passed, agreement.table()
     if rule == "perp":
