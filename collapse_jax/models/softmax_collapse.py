@@ -42,7 +42,12 @@ _TINY = 1e-30  # ⊥Grad's guard against 0/0, as in the paper's code
 
 @struct.dataclass
 class Config:
-    """Sizes, loss, gradient rule and dtypes are static; the floats sweep."""
+    """Sizes, loss, gradient rule and dtypes are static; the floats sweep.
+
+    ``init_gap`` sets the linear model's aligned start; the two-layer network
+    (``hidden > 0``) starts from ``init_scale`` Gaussian weights and ignores it.
+    ``param_dtype='float64'`` (and ``dtype='float64'``) need ``jax_enable_x64``.
+    """
 
     num_classes: int = struct.field(pytree_node=False, default=2)
     dim: int = struct.field(pytree_node=False, default=4)

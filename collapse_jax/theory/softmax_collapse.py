@@ -7,7 +7,7 @@ Prieto, Barsbey, Mediano & Birdal 2025, "Grokking at the edge of numerical stabi
 Collapse, SC). With ``p`` significand bits (implicit bit included) and round to
 nearest even, ``1 + e`` rounds to 1 iff ``e ≤ 2^{−p}``, so the two-class threshold is
 ``g* = p ln 2`` (up to ``exp``'s own rounding): linear in ``p``. StableMax's rational
-tails move it to ``g* = 2(2^{⌈p/2⌉} − 1)``: exponential in ``p``.
+tails move it into ``[2(2^{p/2−1} − 1), 2(2^{⌈p/2⌉} − 1)]``: exponential in ``p``.
 
 The collapse step is derived (theory/softmax_collapse.md) for the model's aligned,
 two-class linear toy, whose every gap obeys the scalar map

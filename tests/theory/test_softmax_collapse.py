@@ -8,6 +8,7 @@ draw noise orthogonal to the class means, which the logits never see, so SE = 0)
 tolerance is the stated discretisation/rounding bound ``collapse_step_tolerance``.
 """
 
+import functools
 import math
 
 import jax
@@ -133,18 +134,25 @@ RUNS = {
 }
 
 
-@pytest.fixture(scope="module")
-def collapse_runs():
-    out = {}
-    for dtype, (lr, g0, steps) in RUNS.items():
-        cfg = m.Config(dtype=dtype, param_dtype="float64", lr=lr, init_gap=g0)
-        out[dtype] = (cfg, cj.simulate(m, cfg, steps=steps, every=1, seeds=2))
-    return out
+@functools.cache
+def _collapse_run(dtype):
+    """One simulation per dtype, shared by the tests that read it."""
+    lr, g0, steps = RUNS[dtype]
+    cfg = m.Config(dtype=dtype, param_dtype="float64", lr=lr, init_gap=g0)
+    return cfg, cj.simulate(m, cfg, steps=steps, every=1, seeds=2)
 
 
-@pytest.mark.parametrize("dtype", sorted(RUNS))
-def test_collapse_step_matches_the_quantised_gap_flow(collapse_runs, dtype):
-    cfg, tr = collapse_runs[dtype]
+# float32 in the fast set; the 16-bit dtypes (one more compile each) are slow-marked.
+@pytest.mark.parametrize(
+    "dtype",
+    [
+        pytest.param("bfloat16", marks=pytest.mark.slow),
+        pytest.param("float16", marks=pytest.mark.slow),
+        "float32",
+    ],
+)
+def test_collapse_step_matches_the_quantised_gap_flow(dtype):
+    cfg, tr = _collapse_run(dtype)
     collapsed = tr["collapsed"]
     assert np.all(np.isin(collapsed, (0.0, 1.0)))  # all samples collapse together
     first = tr.steps[np.argmax(collapsed > 0, axis=1)]
@@ -159,8 +167,8 @@ def test_collapse_step_matches_the_quantised_gap_flow(collapse_runs, dtype):
     assert agreement.passed, agreement.table()
 
 
-def test_float64_never_collapses_where_float32_does(collapse_runs):
-    cfg32, tr32 = collapse_runs["float32"]
+def test_float64_never_collapses_where_float32_does():
+    cfg32, tr32 = _collapse_run("float32")
     cfg = cfg32.replace(dtype="float64")
     tr = cj.simulate(m, cfg, steps=1000, every=10, seeds=2)
     assert tr32["collapsed"][:, -1].min() == 1 and tr["collapsed"].max() == 0
@@ -198,13 +206,18 @@ def test_stablemax_and_perp_grad_follow_their_gap_laws_and_do_not_collapse(
         # squared norms over 8 entries, 16·2^-52·‖θ‖². (On the exactly aligned run ∇L
         # is radial but for rounding, and the rescaled residue of its projection
         # keeps a radial part: there the identity holds only to ~1e-8.)
-        tr = cj.simulate(m, cfg.replace(init_scale=0.05), steps=200, every=1, seeds=2)
+        # (same shapes as above: the compiled programs are reused)
+        tr = cj.simulate(m, cfg.replace(init_scale=0.05), steps=1000, every=1, seeds=2)
         n2, g2 = tr["weight_norm"] ** 2, tr["grad_norm"] ** 2
         err = np.abs(np.diff(n2, axis=1) - cfg.lr**2 * g2[:, :-1])
         assert np.all(err <= 16 * 2.0**-52 * n2[:, 1:]), err.max()
 
 
-@pytest.mark.parametrize("hidden, degree", [(0, 1), (6, 2)], ids=["linear", "relu"])
+@pytest.mark.parametrize(
+    "hidden, degree",
+    [pytest.param(0, 1, marks=pytest.mark.slow), (6, 2)],
+    ids=["linear", "relu"],
+)
 def test_negative_gradient_has_a_positive_component_along_the_weights(hidden, degree):
     cfg = m.Config(
         num_classes=3,
