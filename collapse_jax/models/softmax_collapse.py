@@ -34,7 +34,16 @@ from flax import struct
 
 from collapse_jax._config import check_choice, check_dtype, check_int, check_range
 
-__all__ = ["Config", "State", "init", "logit_grad", "loss", "observe", "step"]
+__all__ = [
+    "Config",
+    "State",
+    "init",
+    "logit_grad",
+    "loss",
+    "observe",
+    "step",
+    "working_logits",
+]
 
 _WORKING_DTYPES = ("float16", "bfloat16", "float32", "float64")
 _TINY = 1e-30  # ⊥Grad's guard against 0/0, as in the paper's code

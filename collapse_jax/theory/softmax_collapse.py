@@ -113,8 +113,9 @@ def _kappa(cfg: Config):
 
 
 def _regions(cfg: Config):
-    """Per quantised region ``k = 1.._K_MAX``: gap interval clipped to the run and the
-    map's rate ``h(g) = (κ/2)(k u + e^{−g})/(1 + k u)``."""
+    """Quantised regions ``k = 1..K``: the gaps ``lo_k < g ≤ hi_k`` where the softmax
+    sum rounds to ``S = 1 + k u``, so the map's rate is
+    ``h(g) = (κ/2)(k u + e^{−g})/(1 + k u)``."""
     p = significand_bits(cfg.dtype)
     u = 2.0 ** (1 - p)
     # Regions with k u ≤ 1/8 (S = 1 + k u ≤ 9/8): beyond, quantisation is immaterial.
