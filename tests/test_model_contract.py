@@ -63,6 +63,18 @@ SMALL = {
         batch_size=4,
         learn_sigma2=True,
     ),
+    # verbalized lists, fresh comparisons, sampled vanilla PG: the most code paths.
+    "preference_collapse": dict(
+        num_items=3,
+        level="distribution",
+        list_size=2,
+        reward="random",
+        reward_scale=0.5,
+        data="fresh",
+        comparisons=16,
+        optimizer="pg",
+        policy_samples=3,
+    ),
     # accumulate: the policy with the masked, growing pool.
     "recursive_gaussian": dict(
         dim=3, samples=6, max_generations=8, policy="accumulate", dtype="float64"
@@ -194,6 +206,26 @@ BAD = {
         (dict(lr_decay=-1.0), "lr_decay"),
         (dict(dtype="float16"), "dtype"),
     ],
+    "preference_collapse": [
+        (dict(num_items=1), "num_items"),
+        (dict(level="token"), "level"),
+        (dict(list_size=0), "list_size"),
+        (dict(num_items=12, list_size=20), "list_size"),  # too many list types
+        (dict(reward="linear"), "reward"),
+        (dict(reward_seed=-1), "reward_seed"),
+        (dict(reward_model="dpo"), "reward_model"),
+        (dict(data="replay"), "data"),
+        (dict(comparisons=0), "comparisons"),
+        (dict(optimizer="adam"), "optimizer"),
+        (dict(policy_samples=-1), "policy_samples"),
+        (dict(dtype="float16"), "dtype"),
+        (dict(zipf_exponent=-1.0), "zipf_exponent"),
+        (dict(alpha=float("nan")), "alpha"),
+        (dict(beta=0.0), "beta"),
+        (dict(reward_scale=-0.1), "reward_scale"),
+        (dict(lr=0.0), "lr"),
+        (dict(rm_lr=-1.0), "rm_lr"),
+    ],
     "recursive_gaussian": [
         (dict(dim=0), "dim"),
         (dict(samples=1, covariance="diagonal"), "samples"),
@@ -297,6 +329,9 @@ NEW_FLOATS = {
     "linear_contrastive": dict(temperature=0.5, aug_var=0.4),
     "linear_jepa": dict(lr=0.01, init_scale=0.2),
     "linear_vae": dict(beta=0.5, sigma2=0.7, correlation=0.8, lr=0.02),
+    "preference_collapse": dict(
+        alpha=1.0, beta=0.3, reward_scale=0.2, lr=0.2, rm_lr=1.0, zipf_exponent=1.5
+    ),
     "recursive_gaussian": dict(real_fraction=0.7),
     "recursive_regression": dict(noise=0.3, ridge=0.2, real_weight=0.9),
     "softmax_collapse": dict(lr=0.5, noise=0.3, init_scale=0.2),
