@@ -86,6 +86,10 @@ SMALL = {
     "softmax_collapse": dict(
         num_classes=3, dim=5, per_class=2, hidden=4, grad="perp", init_scale=0.5
     ),
+    # ReLU embeddings, imbalanced classes, Adam: every branch but plain GD.
+    "supcon": dict(
+        num_classes=3, dim=4, per_class=(3, 2, 2), relu=True, optimizer="adam", lr=0.05
+    ),
     "ufm": dict(num_classes=3, dim=4, per_class=3),
     # SimVQ with Adam on minibatches of a 2-D mixture: the most moving parts.
     "vector_quantizer": dict(
@@ -271,6 +275,18 @@ BAD = {
         (dict(init_gap=-1.0), "init_gap"),
         (dict(init_scale=-1.0), "init_scale"),
     ],
+    "supcon": [
+        (dict(num_classes=1), "num_classes"),
+        (dict(dim=2), "dim"),  # needs dim >= num_classes
+        (dict(per_class=(3, 2)), "per_class"),
+        (dict(per_class=1), "per_class"),
+        (dict(per_class=(3, 1, 2)), r"per_class\[1\]"),  # every anchor needs a positive
+        (dict(relu="yes"), "relu"),
+        (dict(optimizer="sgd"), "optimizer"),
+        (dict(dtype="float16"), "dtype"),
+        (dict(temperature=0.0), "temperature"),
+        (dict(lr=-0.1), "lr"),
+    ],
     "ufm": [
         (dict(num_classes=1), "num_classes=1 is out of range"),
         (dict(dim=0), "dim=0 is out of range"),
@@ -335,6 +351,7 @@ NEW_FLOATS = {
     "recursive_gaussian": dict(real_fraction=0.7),
     "recursive_regression": dict(noise=0.3, ridge=0.2, real_weight=0.9),
     "softmax_collapse": dict(lr=0.5, noise=0.3, init_scale=0.2),
+    "supcon": dict(temperature=0.3, lr=0.1),
     "ufm": dict(lr=0.05, lambda_h=0.02),
     "vector_quantizer": dict(lr=0.05, basis_scale=0.5, mixture_std=0.1),
     "zipf_tails": dict(cut_rank=50.0, clean_fraction=0.2),
