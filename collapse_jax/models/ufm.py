@@ -3,8 +3,12 @@
 Loss, averaged over the N samples, with weight decay λ/2‖·‖²_F (Zhu et al. 2021,
 arXiv 2105.02375; Zhou et al. 2022, arXiv 2203.01238):
 
-  mse: 1/(2N) ‖W H + b 1ᵀ − Y‖²_F + λ_W/2 ‖W‖²_F + λ_H/2 ‖H‖²_F + λ_b/2 ‖b‖²
-  ce:  1/N Σ_i CE(W h_i + b, y_i)   + the same regularisers
+  mse:    1/(2N) ‖W H + b 1ᵀ − Y‖²_F + λ_W/2 ‖W‖²_F + λ_H/2 ‖H‖²_F + λ_b/2 ‖b‖²
+  ce:     1/N Σ_i CE(W h_i + b, y_i)   + the same regularisers
+  ls:     cross-entropy against the smoothed target (1 − ε) e_y + ε/K (label
+          smoothing, ε = ``smoothing``)
+  maxsup: 1/N Σ_i [CE(z_i, y_i) + ε (max_k z_ki − mean_k z_ki)] (Zhou et al. 2025,
+          arXiv 2502.15798), z_i = W h_i + b
 
 H is ``[d, N]`` (columns are samples, ordered by class), W is ``[K, d]``, b is ``[K]``.
 Trained full batch by gradient descent (``gd``, alias ``sgd``), heavy-ball momentum or
@@ -32,6 +36,9 @@ from collapse_jax._config import (
 
 __all__ = ["Config", "State", "init", "loss", "observe", "step"]
 
+LOSSES = ("mse", "ce", "ls", "maxsup")
+SOFTMAX_LOSSES = ("ce", "ls", "maxsup")
+
 
 @struct.dataclass
 class Config:
@@ -50,13 +57,14 @@ class Config:
     lr: float = 0.1
     momentum: float = 0.9
     init_scale: float = 0.1
+    smoothing: float = 0.0  # ε of ``ls`` and ``maxsup``; unused by the other losses
 
     def __post_init__(self):
         check_int("num_classes", self.num_classes, 2)
         check_int("dim", self.dim, 1)
         per_class = check_per_class("per_class", self.per_class, self.num_classes)
         object.__setattr__(self, "per_class", per_class)
-        check_choice("loss", self.loss, ("mse", "ce"))
+        check_choice("loss", self.loss, LOSSES)
         check_choice("bias", self.bias, (True, False))
         check_choice("optimizer", self.optimizer, ("gd", "sgd", "momentum", "adam"))
         check_dtype("dtype", self.dtype)
@@ -66,6 +74,7 @@ class Config:
         check_range("lr", self.lr, 0.0, low_open=True)
         check_range("momentum", self.momentum, 0.0, 1.0, high_open=True)
         check_range("init_scale", self.init_scale, 0.0)
+        check_range("smoothing", self.smoothing, 0.0, 1.0, high_open=True)
 
     @property
     def counts(self) -> tuple[int, ...]:
@@ -130,9 +139,18 @@ def loss(params: Params, cfg: Config) -> jax.Array:
     if cfg.loss == "mse":
         Y = jax.nn.one_hot(labels, cfg.num_classes, dtype=logits.dtype).T
         fit = jnp.sum((logits - Y) ** 2) / (2 * N)
-    else:
+    elif cfg.loss == "ce":
         logp = jax.nn.log_softmax(logits, axis=0)
         fit = -jnp.mean(logp[labels, jnp.arange(N)])
+    elif cfg.loss == "ls":  # by its definition; theory/ufm.md derives CE + ε(z_y − z̄)
+        logp = jax.nn.log_softmax(logits, axis=0)
+        onehot = jax.nn.one_hot(labels, cfg.num_classes, dtype=logits.dtype).T
+        target = (1 - cfg.smoothing) * onehot + cfg.smoothing / cfg.num_classes
+        fit = -jnp.sum(target * logp) / N
+    else:  # maxsup
+        logp = jax.nn.log_softmax(logits, axis=0)
+        penalty = jnp.max(logits, axis=0) - jnp.mean(logits, axis=0)
+        fit = -jnp.mean(logp[labels, jnp.arange(N)]) + cfg.smoothing * jnp.mean(penalty)
     reg = cfg.lambda_w / 2 * jnp.sum(params.W**2) + cfg.lambda_h / 2 * jnp.sum(
         params.H**2
     )
@@ -152,7 +170,8 @@ def observe(state: State, cfg: Config) -> dict[str, jax.Array]:
     """Loss, gradient norm, NC1–NC4, CDNV, norms and mean class logits.
 
     Shapes: scalars, except ``w_norm`` and ``h_norm`` (per class, ``[K]``) and
-    ``class_logits`` (``[K, K]``, row k = mean logits of class k's samples).
+    ``class_logits`` (``[K, K]``, row k = mean logits of class k's samples). The
+    softmax losses add ``logit_gap``: the mean over samples of z_y − max_{k≠y} z_k.
     """
     p = state.params
     K = cfg.num_classes
@@ -165,7 +184,7 @@ def observe(state: State, cfg: Config) -> dict[str, jax.Array]:
     centred = means - H.mean(axis=0)[None, :]
     logits = _logits(p, cfg).T
     class_logits, _ = M.class_means(logits, labels, K)
-    return {
+    out = {
         "loss": value,
         "grad_norm": grad_norm,
         "nc1": M.nc1(H, labels, K),
@@ -183,3 +202,9 @@ def observe(state: State, cfg: Config) -> dict[str, jax.Array]:
         "b_mean": jnp.mean(p.b),
         "class_logits": class_logits,
     }
+    if cfg.loss in SOFTMAX_LOSSES:
+        Z = _logits(p, cfg)  # [K, N]
+        true = Z[labels, jnp.arange(cfg.num_samples)]
+        others = jnp.where(jax.nn.one_hot(labels, K, dtype=bool).T, -jnp.inf, Z)
+        out["logit_gap"] = jnp.mean(true - jnp.max(others, axis=0))
+    return out

@@ -11,6 +11,12 @@ w = λ_b/(1+λ_b) (no bias: w = 1; free bias: w = 0 and the ETF appears).
 CE (balanced; Zhu et al. 2021, arXiv 2105.02375, Thm 3.1): a simplex ETF whose logit
 margin t = ⟨w_k, h_k⟩ solves e^{−tK/(K−1)} / (1 + (K−1)e^{−tK/(K−1)}) = √(nλ_Wλ_H).
 
+Label smoothing and MaxSup (balanced): LS = CE + ε(z_y − z̄) and
+MaxSup = LS + ε(z_max − z_y) exactly, so MaxSup ≥ LS with equality on correctly
+classified samples; both share the ETF minimiser of CE with √(nλ_Wλ_H) replaced by
+√(nλ_Wλ_H) + ε/K in the norm equation (Guo et al. 2024, arXiv 2402.03979, for LS;
+the MaxSup statement is derived in theory/ufm.md).
+
 Derivations and assumptions: theory/ufm.md. Every function is pure ``jnp`` of the
 Config, so it vmaps over a swept grid of float fields.
 """
@@ -21,18 +27,23 @@ import jax
 import jax.numpy as jnp
 
 from collapse_jax import metrics as M
-from collapse_jax.models.ufm import Config
+from collapse_jax.models.ufm import SOFTMAX_LOSSES, Config
 
 __all__ = [
     "ce_logit_margin",
     "ce_margin_equation",
+    "ce_norms",
     "class_logits",
     "classifier_norms",
     "feature_norms",
+    "label_smoothing_identity",
+    "logit_gap",
+    "maxsup_identity",
     "min_loss",
     "minority_collapse_size",
     "mse_singular_values",
     "predict",
+    "smoothing_threshold",
     "zero_threshold",
 ]
 
@@ -42,10 +53,10 @@ def _balanced(cfg: Config) -> bool:
 
 
 def _check_supported(cfg: Config) -> None:
-    if cfg.loss == "ce":
+    if cfg.loss in SOFTMAX_LOSSES:
         if not _balanced(cfg):
             raise ValueError(
-                "per_class: the cross-entropy prediction needs balanced classes "
+                f"per_class: the {cfg.loss} prediction needs balanced classes "
                 f"(got {cfg.counts}); no closed form is known for imbalanced CE"
             )
         if cfg.dim < cfg.num_classes - 1:
@@ -132,24 +143,48 @@ def _mse_minimiser(cfg: Config):
     return W, means, b
 
 
+def _softmax_rho(cfg: Config):
+    """ρ of the norm equation: √(nλ_Wλ_H) for CE, √(nλ_Wλ_H) + ε/K for LS/MaxSup."""
+    rho = jnp.sqrt(cfg.counts[0] * cfg.lambda_w * cfg.lambda_h)
+    if cfg.loss in ("ls", "maxsup"):
+        return rho + cfg.smoothing / cfg.num_classes
+    return rho
+
+
 def ce_margin_equation(t, cfg: Config):
-    """Residual of Zhu et al.'s norm equation at logit margin ``t`` (zero at the
-    minimiser): e/(1+(K−1)e) − √(nλ_Wλ_H), e = exp(−tK/(K−1))."""
+    """Residual of the norm equation at logit margin ``t`` (zero at the minimiser):
+    e/(1+(K−1)e) − ρ, e = exp(−tK/(K−1)).
+
+    CE: ρ = √(nλ_Wλ_H) (Zhu et al. 2021, arXiv 2105.02375, Thm 3.1). LS and MaxSup:
+    ρ = √(nλ_Wλ_H) + ε/K, since their loss at the ETF adds ε t (theory/ufm.md).
+    """
     K = cfg.num_classes
     e = jnp.exp(-t * K / (K - 1))
-    return e / (1 + (K - 1) * e) - jnp.sqrt(cfg.counts[0] * cfg.lambda_w * cfg.lambda_h)
+    return e / (1 + (K - 1) * e) - _softmax_rho(cfg)
 
 
 def ce_logit_margin(cfg: Config) -> jax.Array:
-    """Logit margin t = ⟨w_k, h_k⟩ of the CE minimiser; 0 when K√(nλ_Wλ_H) ≥ 1.
+    """Logit margin t = ⟨w_k, h_k⟩ of the CE (LS, MaxSup) minimiser; 0 when Kρ ≥ 1.
 
     The norm equation is solvable in closed form:
-    t = (K−1)/K · log((1 − (K−1)ρ)/ρ), ρ = √(nλ_Wλ_H).
+    t = (K−1)/K · log((1 − (K−1)ρ)/ρ), ρ = √(nλ_Wλ_H) (+ ε/K for LS and MaxSup).
     """
     K = cfg.num_classes
-    rho = jnp.sqrt(cfg.counts[0] * cfg.lambda_w * cfg.lambda_h)
+    rho = _softmax_rho(cfg)
     inside = (1 - (K - 1) * rho) / rho
     return jnp.where(K * rho < 1, (K - 1) / K * jnp.log(jnp.maximum(inside, 1.0)), 0.0)
+
+
+def ce_norms(cfg: Config):
+    """(‖w_k‖, ‖h_k‖) at the CE (LS, MaxSup) minimiser, equal for every class:
+    ‖w‖² = t√(nλ_H/λ_W), ‖h‖² = t√(λ_W/(nλ_H)) (Zhu et al. 2021, arXiv 2105.02375,
+    Thm 3.1, with the margin t of ``ce_logit_margin``). Elementwise in the float
+    fields, so a grid Config (``expand_grid``) gives ``[G]`` arrays without vmap."""
+    n = cfg.counts[0]
+    t = ce_logit_margin(cfg)
+    w_sq = t * jnp.sqrt(cfg.lambda_h * n / cfg.lambda_w)
+    h_sq = t * jnp.sqrt(cfg.lambda_w / (cfg.lambda_h * n))
+    return jnp.sqrt(w_sq), jnp.sqrt(h_sq)
 
 
 def _ce_minimiser(cfg: Config):
@@ -166,7 +201,47 @@ def _ce_minimiser(cfg: Config):
 
 def _minimiser(cfg: Config):
     _check_supported(cfg)
-    return _ce_minimiser(cfg) if cfg.loss == "ce" else _mse_minimiser(cfg)
+    return _ce_minimiser(cfg) if cfg.loss in SOFTMAX_LOSSES else _mse_minimiser(cfg)
+
+
+def logit_gap(cfg: Config) -> jax.Array:
+    """z_y − z_k (k ≠ y) at the CE/LS/MaxSup minimiser: t K/(K−1), the ETF logits
+    being t on the true class and −t/(K−1) elsewhere."""
+    _check_supported(cfg)
+    K = cfg.num_classes
+    return ce_logit_margin(cfg) * K / (K - 1)
+
+
+def smoothing_threshold(cfg: Config) -> jax.Array:
+    """ε at and above which the LS/MaxSup minimiser is W = H = 0: 1 − K√(nλ_Wλ_H).
+
+    Our derivation (theory/ufm.md): the norm equation has a positive root iff
+    Kρ < 1 with ρ = √(nλ_Wλ_H) + ε/K, which is also where the Hessian at zero
+    stops being positive definite. A value ≤ 0 means plain CE is already at zero.
+    """
+    return 1.0 - cfg.num_classes * jnp.sqrt(cfg.counts[0] * cfg.lambda_w * cfg.lambda_h)
+
+
+def label_smoothing_identity(logits: jax.Array, labels: jax.Array, eps) -> jax.Array:
+    """``[N]`` CE(z_i, y_i) + ε(z_{y_i} − mean_k z_ki), which equals the label-smoothed
+    cross-entropy −Σ_k q_k log softmax(z_i)_k, q = (1 − ε)e_y + ε/K, exactly.
+
+    ``logits`` is ``[K, N]``. Our decomposition (theory/ufm.md); Zhou et al. 2025
+    (arXiv 2502.15798), Sec. 3, split the same term into its correct and
+    misclassified parts.
+    """
+    N = logits.shape[1]
+    logp = jax.nn.log_softmax(logits, axis=0)
+    true = logits[labels, jnp.arange(N)]
+    return -logp[labels, jnp.arange(N)] + eps * (true - jnp.mean(logits, axis=0))
+
+
+def maxsup_identity(logits: jax.Array, labels: jax.Array, eps) -> jax.Array:
+    """``[N]`` MaxSup minus label smoothing per sample: ε(max_k z_ki − z_{y_i}) ≥ 0,
+    zero exactly on correctly classified samples (Zhou et al. 2025, arXiv 2502.15798,
+    Sec. 3: the "error-amplification" term that MaxSup removes)."""
+    N = logits.shape[1]
+    return eps * (jnp.max(logits, axis=0) - logits[labels, jnp.arange(N)])
 
 
 def classifier_norms(cfg: Config) -> jax.Array:
@@ -191,9 +266,11 @@ def min_loss(cfg: Config) -> jax.Array:
     """The global minimum of the regularised loss."""
     _check_supported(cfg)
     K, N = cfg.num_classes, cfg.num_samples
-    if cfg.loss == "ce":
+    if cfg.loss in SOFTMAX_LOSSES:
+        # CE: log(1 + (K−1)e^{−tK/(K−1)}) + Kρ t; LS/MaxSup add ε t, i.e. the same
+        # expression with ρ + ε/K in place of ρ.
         t = ce_logit_margin(cfg)
-        rho = jnp.sqrt(cfg.counts[0] * cfg.lambda_w * cfg.lambda_h)
+        rho = _softmax_rho(cfg)
         return jnp.log1p((K - 1) * jnp.exp(-t * K / (K - 1))) + K * rho * t
     sigma = mse_singular_values(cfg)
     root_n = jnp.sqrt(jnp.asarray(cfg.counts, _dtype(cfg)))
@@ -209,7 +286,14 @@ def min_loss(cfg: Config) -> jax.Array:
 
 
 def zero_threshold(cfg: Config) -> jax.Array:
-    """λ_Wλ_H at and above which the MSE minimiser is W = H = 0: max_k n_k / N²."""
+    """λ_Wλ_H at and above which the minimiser is W = H = 0.
+
+    MSE: max_k n_k / N². CE, LS, MaxSup (balanced): (1 − ε)²/(K² n), from Kρ ≥ 1
+    (ε = 0 for CE, which gives the same 1/(K² n) as balanced MSE).
+    """
+    if cfg.loss in ("ls", "maxsup"):
+        K, n = cfg.num_classes, cfg.counts[0]
+        return (1.0 - cfg.smoothing) ** 2 / (K**2 * n)
     return max(cfg.counts) / cfg.num_samples**2
 
 
@@ -264,5 +348,7 @@ def predict(cfg: Config, t=None) -> dict[str, jax.Array]:
         "b_mean": jnp.mean(b),
         "class_logits": means @ W.T + b[None, :],
     }
+    if cfg.loss in SOFTMAX_LOSSES:
+        out["logit_gap"] = logit_gap(cfg)
     out.update(_geometry(cfg))
     return out

@@ -65,6 +65,28 @@ def test_ce_loss_matches_its_definition():
     assert float(ufm.loss(p, cfg)) == pytest.approx(expected, rel=1e-12)
 
 
+def test_smoothed_losses_match_their_definitions():
+    cfg = ufm.Config(
+        num_classes=3, dim=2, per_class=2, loss="ls", smoothing=0.2, dtype="float64"
+    )
+    p = ufm.init(jax.random.PRNGKey(2), cfg).params
+    W, H = np.asarray(p.W) * 30, np.asarray(p.H) * 30  # some samples misclassified
+    p = p._replace(W=jnp.asarray(W), H=jnp.asarray(H))
+    Z = W @ H
+    logp = Z - np.log(np.exp(Z).sum(0, keepdims=True))
+    reg = cfg.lambda_w / 2 * np.sum(W**2) + cfg.lambda_h / 2 * np.sum(H**2)
+    q = 0.8 * np.eye(3)[:, cfg.labels] + 0.2 / 3  # (1 − ε) e_y + ε/K
+    assert float(ufm.loss(p, cfg)) == pytest.approx(
+        -np.sum(q * logp) / 6 + reg, rel=1e-12
+    )
+    ce = -np.mean(logp[cfg.labels, np.arange(6)])
+    maxsup = ce + 0.2 * np.mean(Z.max(0) - Z.mean(0))
+    assert np.any(Z.argmax(0) != cfg.labels)
+    assert float(ufm.loss(p, cfg.replace(loss="maxsup"))) == pytest.approx(
+        maxsup + reg, rel=1e-12
+    )
+
+
 @pytest.mark.parametrize("optimizer", ["gd", "momentum", "adam"])
 @pytest.mark.parametrize("loss", ["mse", "ce"])
 def test_every_optimizer_decreases_the_loss(optimizer, loss):

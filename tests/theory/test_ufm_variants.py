@@ -1,0 +1,203 @@
+"""UFM variants in closed form vs converged gradient descent: label smoothing and
+MaxSup (theory/ufm.md, "Label smoothing and MaxSup").
+
+Simulations run in float64 until ‖∇f‖ < 1e-11 (asserted). Near a minimiser
+‖θ − θ*‖ ≤ ‖∇f‖/μ modulo the rotations the metrics ignore; μ, the smallest curvature
+across the orbit, is of order min(λ) = 1e-2 at the ETF points and 6.3e-3 at the zero
+minimiser of the ε = 0.97 point (smallest eigenvalue of [[λ_W, g], [g, λ_H]],
+g = (1 − ε)√n/N), so parameters sit within ~2e-9 of the minimiser and the O(1)-Lipschitz
+metrics within ATOL = 1e-8. Identities on logits hold to rounding (rtol 1e-12).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import collapse_jax as cj
+from collapse_jax.models import ufm
+from collapse_jax.theory import ufm as theory
+
+ATOL = 1e-8
+GRAD_TOL = 1e-11
+
+SMOOTH_BASE = dict(
+    num_classes=3,
+    dim=3,
+    per_class=2,
+    lambda_w=1e-2,
+    lambda_h=2e-2,
+    lr=1.0,
+    dtype="float64",
+)
+# smoothing_threshold = 1 − K√(nλ_Wλ_H) = 0.94: the last value has the zero minimiser.
+SMOOTHING = [0.0, 0.1, 0.4, 0.97]
+
+
+# One jitted prediction per static config, vmapped over the swept float leaves.
+_predict = jax.jit(jax.vmap(theory.predict))
+
+
+@pytest.fixture(scope="module")
+def smoothed():
+    """One sweep over ε of label smoothing (one compile): (cfg, trajectory, theory)."""
+    cfg = ufm.Config(**SMOOTH_BASE, loss="ls")
+    grid = {"smoothing": SMOOTHING}
+    tr = cj.sweep(ufm, cfg, grid, seeds=2, steps=3500, every=3500)
+    assert np.all(tr["grad_norm"][..., -1] < GRAD_TOL), tr["grad_norm"][..., -1]
+    grid_cfg, _ = cj.expand_grid(cfg, grid)
+    return cfg, tr, _predict(grid_cfg)
+
+
+def test_label_smoothing_minimiser_is_the_etf_with_margin_from_shifted_norm_equation(
+    smoothed,
+):
+    cfg, tr, prediction = smoothed
+    agreement = cj.compare(tr, prediction, atol=ATOL)
+    assert agreement.passed, agreement.table()
+    # ETF geometry wherever the minimiser is nonzero (ε below the threshold).
+    for name in ("nc2_h", "nc2_w", "nc3", "equinorm_w"):
+        np.testing.assert_allclose(prediction[name][:3], 0.0, atol=1e-12)
+
+
+def test_smoothing_shrinks_the_logit_gap_and_norms_to_zero_at_the_threshold(
+    smoothed,
+):
+    cfg, tr, prediction = smoothed
+    gap = np.asarray(prediction["logit_gap"])
+    assert np.all(np.diff(gap) < 0) and gap[-1] == 0.0
+    assert float(theory.smoothing_threshold(cfg)) == pytest.approx(0.94, rel=1e-12)
+    assert np.all(tr["w_norm"][-1, :, -1] < 1e-9)  # ε = 0.97 > 0.94: W = H = 0
+
+
+def _etf_minimiser(cfg, w, h):
+    """Full parameters (W [K, d], H [d, N]) of an ETF with row norms ``w``, ``h``."""
+    K = cfg.num_classes
+    # A unit simplex ETF in the first K − 1 coordinates of R^d.
+    Q, _ = np.linalg.qr(np.eye(K) - 1 / K)
+    E = (np.eye(K) - 1 / K) @ Q[:, : K - 1]
+    E = E / np.linalg.norm(E, axis=1, keepdims=True)
+    E = np.pad(E, ((0, 0), (0, cfg.dim - K + 1)))
+    return ufm.Params(W=w * E, H=h * E[cfg.labels].T, b=np.zeros(K))
+
+
+_loss_and_grad = jax.jit(jax.value_and_grad(ufm.loss))
+
+
+@pytest.mark.parametrize("point", [1, 2], ids=["eps0.1", "eps0.4"])
+def test_maxsup_is_stationary_at_the_label_smoothing_minimiser_with_the_same_loss(
+    smoothed, point
+):
+    # MaxSup ≥ LS everywhere with equality where every sample is correctly classified,
+    # so the LS global minimiser (margin t > 0) is a global MaxSup minimiser: its
+    # MaxSup gradient vanishes and both losses equal the predicted minimum.
+    _, _, prediction = smoothed
+    ls = ufm.Config(**SMOOTH_BASE, loss="ls", smoothing=SMOOTHING[point])
+    ms = ls.replace(loss="maxsup")
+    w, h = (float(prediction[k][point, 0]) for k in ("w_norm", "h_norm"))
+    p = _etf_minimiser(ls, w, h)
+    assert np.all((p.W @ p.H).argmax(0) == ls.labels)  # all correctly classified
+    expected = float(prediction["loss"][point])
+    for cfg in (ls, ms):
+        value, grads = _loss_and_grad(p, cfg)
+        norm = np.sqrt(sum(float(jnp.sum(g**2)) for g in jax.tree.leaves(grads)))
+        assert norm < 1e-13, (cfg.loss, norm)
+        assert float(value) == pytest.approx(expected, rel=1e-13)
+
+
+def test_smoothed_margin_solves_the_norm_equation_and_zero_threshold_is_consistent():
+    cfg = ufm.Config(**SMOOTH_BASE, loss="ls", smoothing=0.25)
+    t = theory.ce_logit_margin(cfg)
+    assert float(t) > 0 and abs(float(theory.ce_margin_equation(t, cfg))) < 1e-14
+    # At λ_Wλ_H = zero_threshold(cfg) the smoothing threshold is exactly ε.
+    at = cfg.replace(lambda_w=float(theory.zero_threshold(cfg)) / cfg.lambda_h)
+    assert float(theory.smoothing_threshold(at)) == pytest.approx(0.25, rel=1e-12)
+    assert float(theory.ce_logit_margin(at)) == 0.0
+    # ε = 0 is plain cross-entropy: the same margin.
+    plain = ufm.Config(**SMOOTH_BASE, loss="ce")
+    assert float(theory.ce_logit_margin(cfg.replace(smoothing=0.0))) == float(
+        theory.ce_logit_margin(plain)
+    )
+
+
+def _identity_params(Z, cfg):
+    """Params whose logits are ``Z`` [K, N]: H = I_N (dim = N), W = Z."""
+    N = Z.shape[1]
+    return ufm.Params(W=Z, H=jnp.eye(N, dtype=Z.dtype), b=jnp.zeros(Z.shape[0]))
+
+
+@jax.jit
+def _fit(cfg, Z):
+    """The data term of ``ufm.loss`` at logits Z (regularisers subtracted)."""
+    p = _identity_params(Z, cfg)
+    reg = cfg.lambda_w / 2 * jnp.sum(Z**2) + cfg.lambda_h / 2 * Z.shape[1]
+    return ufm.loss(p, cfg) - reg
+
+
+IDENTITY_CFG = dict(num_classes=3, dim=6, per_class=2, dtype="float64")
+
+
+def _random_logits(seed=0, scale=2.0):
+    return scale * jax.random.normal(jax.random.PRNGKey(seed), (3, 6), jnp.float64)
+
+
+def test_label_smoothing_is_cross_entropy_plus_true_logit_penalty():
+    Z = _random_logits()
+    for eps in (0.0, 0.1, 0.6):
+        cfg = ufm.Config(**IDENTITY_CFG, loss="ls", smoothing=eps)
+        labels = jnp.asarray(cfg.labels)
+        expected = jnp.mean(theory.label_smoothing_identity(Z, labels, eps))
+        assert float(_fit(cfg, Z)) == pytest.approx(float(expected), rel=1e-12)
+    ce = ufm.Config(**IDENTITY_CFG, loss="ce")
+    ls0 = ufm.Config(**IDENTITY_CFG, loss="ls")
+    assert float(_fit(ls0, Z)) == pytest.approx(float(_fit(ce, Z)), rel=1e-14)
+
+
+def test_maxsup_exceeds_label_smoothing_only_on_misclassified_samples():
+    eps = 0.3
+    ls = ufm.Config(**IDENTITY_CFG, loss="ls", smoothing=eps)
+    ms = ufm.Config(**IDENTITY_CFG, loss="maxsup", smoothing=eps)
+    labels = jnp.asarray(ls.labels)
+    Z = _random_logits(seed=1)
+    correct = Z.argmax(0) == labels
+    assert 0 < int(correct.sum()) < 6  # both kinds of sample are present
+    gap = theory.maxsup_identity(Z, labels, eps)
+    assert np.all(np.asarray(gap)[np.asarray(correct)] == 0)
+    assert np.all(np.asarray(gap)[~np.asarray(correct)] > 0)
+    diff = float(_fit(ms, Z) - _fit(ls, Z))
+    assert diff == pytest.approx(float(jnp.mean(gap)), rel=1e-12)
+    # Correctly classified everywhere (a dominant true logit): the losses coincide.
+    Zc = Z + 10.0 * jax.nn.one_hot(labels, 3, dtype=Z.dtype).T
+    assert float(_fit(ms, Zc)) == pytest.approx(float(_fit(ls, Zc)), rel=1e-13)
+
+
+def test_label_smoothing_pushes_a_wrong_sample_further_wrong_and_maxsup_does_not():
+    # Per-sample logit gradients: LS = CE + ε(e_y − 1/K), MaxSup = CE + ε(e_max − 1/K).
+    # On a misclassified sample a descent step on LS lowers the true logit by ε(1 − 1/K)
+    # more than CE does (error amplification); MaxSup lowers the wrong top logit.
+    eps, K, N = 0.3, 3, 6
+    cfgs = {
+        name: ufm.Config(**IDENTITY_CFG, loss=name, smoothing=eps)
+        for name in ("ce", "ls", "maxsup")
+    }
+    labels = np.asarray(cfgs["ce"].labels)
+    Z = _random_logits(seed=1)
+    grads = {
+        n: N * np.asarray(jax.grad(_fit, argnums=1)(c, Z)) for n, c in cfgs.items()
+    }
+    e_y = np.eye(K)[:, labels]
+    e_max = np.eye(K)[:, np.asarray(Z.argmax(0))]
+    np.testing.assert_allclose(
+        grads["ls"] - grads["ce"], eps * (e_y - 1 / K), atol=1e-13
+    )
+    np.testing.assert_allclose(
+        grads["maxsup"] - grads["ce"], eps * (e_max - 1 / K), atol=1e-13
+    )
+    wrong = np.flatnonzero(np.asarray(Z.argmax(0)) != labels)
+    i = wrong[0]
+    y, top = labels[i], int(Z[:, i].argmax())
+    assert grads["ls"][y, i] - grads["ce"][y, i] == pytest.approx(eps * (1 - 1 / K))
+    assert grads["maxsup"][y, i] - grads["ce"][y, i] == pytest.approx(-eps / K)
+    assert grads["maxsup"][top, i] - grads["ce"][top, i] == pytest.approx(
+        eps * (1 - 1 / K)
+    )
