@@ -81,15 +81,20 @@ def test_sampled_policy_directions_are_unbiased_up_to_a_constant_logit_shift():
     # Exact directions: natural gradient g (up to a constant); plain π ⊙ (g − π·g).
     exact = {"npg": np.asarray(g), "pg": pi * (np.asarray(g) - pi @ np.asarray(g))}
     keys = jax.random.split(jax.random.PRNGKey(4), S)
-    for optimizer in ("npg", "pg"):
-        cfg = m.Config(
-            num_items=4, optimizer=optimizer, policy_samples=3, dtype="float64"
-        )
+    cfgs = {
+        opt: m.Config(num_items=4, optimizer=opt, policy_samples=3, dtype="float64")
+        for opt in ("npg", "pg")
+    }
 
-        def direction(k, cfg=cfg):
-            return m._policy_direction(k, logp, g, cfg)
+    @jax.jit
+    def directions(keys):  # both estimators in one compiled program
+        return {
+            opt: jax.vmap(lambda k, c=c: m._policy_direction(k, logp, g, c))(keys)
+            for opt, c in cfgs.items()
+        }
 
-        d = np.array(jax.jit(jax.vmap(direction))(keys))
+    for optimizer, d in directions(keys).items():
+        d = np.array(d)
         d -= d.mean(axis=1, keepdims=True)  # softmax ignores constant shifts
         target = exact[optimizer] - exact[optimizer].mean()
         se = d.std(axis=0, ddof=1) / np.sqrt(S)
