@@ -14,10 +14,11 @@ theory/supcon.md. Results:
   (Kini et al. 2023, arXiv 2306.07960, Thm 1).
 - No ReLU, balanced: simplex ETF, ``C_kl = −1/(K−1)``, loss
   ``log(n − 1 + (N − n) e^{−K/((K−1)τ)})`` (Graf et al. 2021, arXiv 2102.08817,
-  Thm 1).
+  their supervised-contrastive minimiser; re-derived in the note).
 - No ReLU, imbalanced: the unique minimiser of ``f`` over the elliptope, computed
-  here by Riemannian gradient descent on ``K`` unit vectors (``optimal_gram``) and
-  certified by the KKT conditions of the convex problem (``kkt_residuals``).
+  here by Riemannian gradient descent on ``K`` unit vectors of ``R^{K−1}``
+  (``optimal_gram``) and certified by the KKT conditions of the convex problem
+  (``kkt_residuals``).
 """
 
 from __future__ import annotations
@@ -76,7 +77,8 @@ def orthogonal_frame_loss(cfg: Config) -> jax.Array:
 def etf_loss(cfg: Config) -> jax.Array:
     """``(1/N) Σ_k n_k log(n_k − 1 + (N − n_k) e^{−K/((K−1)τ)})``: the loss at the
     collapsed simplex ETF; the minimum without ReLU when classes are balanced.
-    Graf et al. 2021 (arXiv 2102.08817), Thm 1."""
+    Graf et al. 2021 (arXiv 2102.08817); lower-bound proof re-derived in
+    theory/supcon.md (Sec. 3)."""
     n = _counts(cfg)
     N = jnp.sum(n)
     K = cfg.num_classes
@@ -157,7 +159,7 @@ def optimal_gram(cfg: Config) -> jax.Array:
     """``[K, K]`` Gram of the class means at the global minimiser.
 
     ReLU: ``I`` for any class sizes (Kini et al. 2023, arXiv 2306.07960, Thm 1).
-    No ReLU, balanced: the simplex ETF (Graf et al. 2021, arXiv 2102.08817, Thm 1).
+    No ReLU, balanced: the simplex ETF (Graf et al. 2021, arXiv 2102.08817).
     No ReLU, imbalanced: ``argmin f`` over the elliptope, solved numerically (our
     reduction, theory/supcon.md); ``kkt_residuals`` certifies it."""
     if cfg.relu:

@@ -76,7 +76,7 @@ def test_balanced_class_means_form_a_simplex_etf_at_the_graf_loss(runs):
     cfg, tr = runs["balanced"]
     pred = predict(cfg)
     assert float(pred["class_cos_max"]) == pytest.approx(-1 / (K - 1), abs=1e-15)
-    n, N = 3, 12  # Graf et al. 2021, Thm 1, per-anchor average
+    n, N = 3, 12  # Graf et al. 2021 (arXiv 2102.08817), per anchor
     closed = np.log(n - 1 + (N - n) * np.exp(-K / ((K - 1) * cfg.temperature)))
     assert float(pred["loss"]) == pytest.approx(closed, rel=1e-14)
     agreement = cj.compare(tr, pred, atol=_tolerance(cfg, tr))
@@ -105,7 +105,7 @@ def test_relu_gives_an_orthogonal_frame_for_imbalanced_classes(runs):
     cfg, tr = runs["relu_imbalanced"]
     pred = predict(cfg)
     n = np.array(cfg.counts)
-    N = n.sum()  # Kini et al. 2023, Thm 1, per-anchor average
+    N = n.sum()  # Kini et al. 2023 (arXiv 2306.07960), Thm 1, per anchor
     closed = np.sum(n * np.log(n - 1 + (N - n) * np.exp(-1 / cfg.temperature))) / N
     assert float(pred["loss"]) == pytest.approx(closed, rel=1e-14)
     # Disjoint supports make the class-mean cosines exact zeros (ReLU outputs 0).
