@@ -10,6 +10,12 @@ arXiv 2105.02375; Zhou et al. 2022, arXiv 2203.01238):
   maxsup: 1/N Σ_i [CE(z_i, y_i) + ε (max_k z_ki − mean_k z_ki)] (Zhou et al. 2025,
           arXiv 2502.15798), z_i = W h_i + b
 
+With ``tether=True`` the features are held near fixed inputs X instead of the origin,
+λ_H/2 ‖H − X‖²_F (Tirer, Huang & Niles-Weed 2023, arXiv 2210.16658). X is drawn once
+from the key in ``init``: class means ``input_scale`` · U (U ``[d, K]`` a random
+orthonormal frame) plus within-class noise whose sample covariance is exactly
+``input_noise``² · I (Gaussian, made class-centred and whitened), see theory/ufm.md.
+
 H is ``[d, N]`` (columns are samples, ordered by class), W is ``[K, d]``, b is ``[K]``.
 Trained full batch by gradient descent (``gd``, alias ``sgd``), heavy-ball momentum or
 Adam (optax).
@@ -58,6 +64,9 @@ class Config:
     momentum: float = 0.9
     init_scale: float = 0.1
     smoothing: float = 0.0  # ε of ``ls`` and ``maxsup``; unused by the other losses
+    tether: bool = struct.field(pytree_node=False, default=False)
+    input_scale: float = 1.0  # norm of the inputs' class means (tether only)
+    input_noise: float = 0.5  # within-class std of the inputs per direction (tether)
 
     def __post_init__(self):
         check_int("num_classes", self.num_classes, 2)
@@ -75,6 +84,18 @@ class Config:
         check_range("momentum", self.momentum, 0.0, 1.0, high_open=True)
         check_range("init_scale", self.init_scale, 0.0)
         check_range("smoothing", self.smoothing, 0.0, 1.0, high_open=True)
+        check_choice("tether", self.tether, (True, False))
+        check_range("input_scale", self.input_scale, 0.0)
+        check_range("input_noise", self.input_noise, 0.0)
+        if self.tether and not (
+            self.num_classes <= self.dim <= self.num_samples - self.num_classes
+        ):
+            raise ValueError(
+                f"tether=True needs num_classes <= dim <= num_samples - num_classes "
+                f"(got dim={self.dim}, num_classes={self.num_classes}, "
+                f"num_samples={self.num_samples}): the inputs' class means form a "
+                "K-frame and their whitened within-class noise spans all of R^dim"
+            )
 
     @property
     def counts(self) -> tuple[int, ...]:
@@ -102,6 +123,7 @@ class Params(NamedTuple):
 class State(NamedTuple):
     params: Params
     opt_state: Any
+    inputs: jax.Array | None = None  # [d, N] tether targets X (tether only)
 
 
 def _optimizer(cfg: Config) -> optax.GradientTransformation:
@@ -112,8 +134,28 @@ def _optimizer(cfg: Config) -> optax.GradientTransformation:
     return optax.adam(cfg.lr)
 
 
+def _onehot(cfg: Config, dtype) -> jax.Array:
+    """``[K, N]`` one-hot labels Y."""
+    return jax.nn.one_hot(jnp.asarray(cfg.labels), cfg.num_classes, dtype=dtype).T
+
+
+def _draw_inputs(key: jax.Array, cfg: Config) -> jax.Array:
+    """``[d, N]`` X = input_scale · U Y + E, with UᵀU = I_K, E Yᵀ = 0, E Eᵀ = Nσ² I_d."""
+    ku, ke = jax.random.split(key)
+    dtype = jnp.dtype(cfg.dtype)
+    K, d, N = cfg.num_classes, cfg.dim, cfg.num_samples
+    U, _ = jnp.linalg.qr(jax.random.normal(ku, (d, K), dtype))
+    Y = _onehot(cfg, dtype)
+    G = jax.random.normal(ke, (d, N), dtype)
+    G = G - (G @ Y.T / jnp.asarray(cfg.counts, dtype)[None, :]) @ Y  # class-centred
+    u, _, vt = jnp.linalg.svd(G, full_matrices=False)  # rows of vt ⊥ rows of Y
+    E = cfg.input_noise * jnp.sqrt(jnp.asarray(N, dtype)) * (u @ vt)
+    return cfg.input_scale * U @ Y + E
+
+
 def init(key: jax.Array, cfg: Config) -> State:
-    """Gaussian W, H with std ``init_scale``; b = 0."""
+    """Gaussian W, H with std ``init_scale``; b = 0. Tethered: X drawn (see above)
+    and H = X + that Gaussian."""
     kw, kh = jax.random.split(key)
     dtype = jnp.dtype(cfg.dtype)
     K, d, N = cfg.num_classes, cfg.dim, cfg.num_samples
@@ -122,7 +164,14 @@ def init(key: jax.Array, cfg: Config) -> State:
         H=cfg.init_scale * jax.random.normal(kh, (d, N), dtype),
         b=jnp.zeros((K,), dtype),
     )
-    return State(params, _optimizer(cfg).init(params))
+    inputs = None
+    if cfg.tether:
+        # A separate stream for X leaves the draws of W and H as without a tether.
+        inputs = _draw_inputs(jax.random.fold_in(key, 1), cfg)
+        # Features start at their inputs, as a network's would: from H ≈ 0 some modes
+        # of W can settle with the wrong sign, a spurious minimum (theory/ufm.md).
+        params = params._replace(H=params.H + inputs)
+    return State(params, _optimizer(cfg).init(params), inputs)
 
 
 def _logits(p: Params, cfg: Config) -> jax.Array:
@@ -131,8 +180,8 @@ def _logits(p: Params, cfg: Config) -> jax.Array:
     return out + p.b[:, None] if cfg.bias else out
 
 
-def loss(params: Params, cfg: Config) -> jax.Array:
-    """The regularised training loss (a scalar)."""
+def loss(params: Params, cfg: Config, inputs: jax.Array | None = None) -> jax.Array:
+    """The regularised training loss (a scalar); ``inputs`` is X when tethered."""
     labels = jnp.asarray(cfg.labels)
     logits = _logits(params, cfg)
     N = cfg.num_samples
@@ -151,9 +200,8 @@ def loss(params: Params, cfg: Config) -> jax.Array:
         logp = jax.nn.log_softmax(logits, axis=0)
         penalty = jnp.max(logits, axis=0) - jnp.mean(logits, axis=0)
         fit = -jnp.mean(logp[labels, jnp.arange(N)]) + cfg.smoothing * jnp.mean(penalty)
-    reg = cfg.lambda_w / 2 * jnp.sum(params.W**2) + cfg.lambda_h / 2 * jnp.sum(
-        params.H**2
-    )
+    H = params.H - inputs if cfg.tether else params.H
+    reg = cfg.lambda_w / 2 * jnp.sum(params.W**2) + cfg.lambda_h / 2 * jnp.sum(H**2)
     if cfg.bias:
         reg = reg + cfg.lambda_b / 2 * jnp.sum(params.b**2)
     return fit + reg
@@ -161,9 +209,9 @@ def loss(params: Params, cfg: Config) -> jax.Array:
 
 def step(state: State, cfg: Config) -> State:
     """One full-batch optimiser step."""
-    grads = jax.grad(loss)(state.params, cfg)
+    grads = jax.grad(loss)(state.params, cfg, state.inputs)
     updates, opt_state = _optimizer(cfg).update(grads, state.opt_state, state.params)
-    return State(optax.apply_updates(state.params, updates), opt_state)
+    return State(optax.apply_updates(state.params, updates), opt_state, state.inputs)
 
 
 def observe(state: State, cfg: Config) -> dict[str, jax.Array]:
@@ -171,14 +219,15 @@ def observe(state: State, cfg: Config) -> dict[str, jax.Array]:
 
     Shapes: scalars, except ``w_norm`` and ``h_norm`` (per class, ``[K]``) and
     ``class_logits`` (``[K, K]``, row k = mean logits of class k's samples). The
-    softmax losses add ``logit_gap``: the mean over samples of z_y − max_{k≠y} z_k.
+    softmax losses add ``logit_gap``: the mean over samples of z_y − max_{k≠y} z_k;
+    a tether adds ``nc1_input``, NC1 of the inputs X.
     """
     p = state.params
     K = cfg.num_classes
     labels = jnp.asarray(cfg.labels)
     H = p.H.T  # metrics take samples as rows
     b = p.b if cfg.bias else None
-    value, grads = jax.value_and_grad(loss)(p, cfg)
+    value, grads = jax.value_and_grad(loss)(p, cfg, state.inputs)
     grad_norm = jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree.leaves(grads)))
     means, _ = M.class_means(H, labels, K)
     centred = means - H.mean(axis=0)[None, :]
@@ -207,4 +256,6 @@ def observe(state: State, cfg: Config) -> dict[str, jax.Array]:
         true = Z[labels, jnp.arange(cfg.num_samples)]
         others = jnp.where(jax.nn.one_hot(labels, K, dtype=bool).T, -jnp.inf, Z)
         out["logit_gap"] = jnp.mean(true - jnp.max(others, axis=0))
+    if cfg.tether:
+        out["nc1_input"] = M.nc1(state.inputs.T, labels, K)
     return out

@@ -17,6 +17,13 @@ classified samples; both share the ETF minimiser of CE with √(nλ_Wλ_H) repla
 √(nλ_Wλ_H) + ε/K in the norm equation (Guo et al. 2024, arXiv 2402.03979, for LS;
 the MaxSup statement is derived in theory/ufm.md).
 
+Tethered features (MSE, balanced, no bias, d = K; Tirer, Huang & Niles-Weed 2023,
+arXiv 2210.16658, for the model): λ_H/2‖H − X‖² in place of λ_H/2‖H‖². For any W the
+optimal features are H = (WᵀW + Nλ_H I)^{-1}(WᵀY + Nλ_H X), so within-class deviations
+are those of X multiplied by P = Nλ_H(WᵀW + Nλ_H I)^{-1} ⪯ I. With the model's inputs
+(class means m·U, whitened noise σ) the minimiser is W = g Uᵀ with g the minimiser of
+a scalar function, and NC1(H) = (K−1)σ²κ²/c² vs NC1(X) = (K−1)σ²/m² (our derivation).
+
 Derivations and assumptions: theory/ufm.md. Every function is pure ``jnp`` of the
 Config, so it vmaps over a swept grid of float fields.
 """
@@ -44,6 +51,12 @@ __all__ = [
     "mse_singular_values",
     "predict",
     "smoothing_threshold",
+    "tethered_classifier_scale",
+    "tethered_features",
+    "tethered_input_nc1",
+    "tethered_mean_scale",
+    "tethered_nc1",
+    "within_class_contraction",
     "zero_threshold",
 ]
 
@@ -53,6 +66,20 @@ def _balanced(cfg: Config) -> bool:
 
 
 def _check_supported(cfg: Config) -> None:
+    if cfg.tether:
+        if cfg.loss != "mse" or cfg.bias or not _balanced(cfg):
+            raise ValueError(
+                "tether=True: the closed form needs loss='mse', bias=False and "
+                f"balanced classes (got loss={cfg.loss!r}, bias={cfg.bias}, "
+                f"per_class={cfg.counts})"
+            )
+        if cfg.dim != cfg.num_classes:
+            raise ValueError(
+                f"dim={cfg.dim}: the tethered closed form needs dim == num_classes "
+                f"= {cfg.num_classes} (with spare dimensions the classifier may leave "
+                "the span of the inputs' class means; see theory/ufm.md)"
+            )
+        return
     if cfg.loss in SOFTMAX_LOSSES:
         if not _balanced(cfg):
             raise ValueError(
@@ -303,6 +330,110 @@ def minority_collapse_size(cfg: Config) -> jax.Array:
     return cfg.num_samples**2 * cfg.lambda_w * cfg.lambda_h
 
 
+def tethered_features(W: jax.Array, X: jax.Array, cfg: Config) -> jax.Array:
+    """``[d, N]`` optimal features for a fixed classifier W ``[K, d]`` and inputs X
+    ``[d, N]``: H = (WᵀW + Nλ_H I)^{-1}(WᵀY + Nλ_H X), the zero of ∂f/∂H.
+
+    Exact at every stationary point of the tethered MSE loss (no bias); any d, any X.
+    Our derivation (theory/ufm.md), for the model of Tirer et al. 2023 (arXiv
+    2210.16658).
+    """
+    N, d = cfg.num_samples, W.shape[1]
+    Y = jax.nn.one_hot(jnp.asarray(cfg.labels), cfg.num_classes, dtype=W.dtype).T
+    A = W.T @ W + N * cfg.lambda_h * jnp.eye(d, dtype=W.dtype)
+    return jnp.linalg.solve(A, W.T @ Y + N * cfg.lambda_h * X)
+
+
+def within_class_contraction(W: jax.Array, cfg: Config) -> jax.Array:
+    """``[d, d]`` P = Nλ_H (WᵀW + Nλ_H I)^{-1}: at a stationary point H − class means
+    of H = P (X − class means of X). Eigenvalues Nλ_H/(s_i² + Nλ_H) ∈ (0, 1] for the
+    singular values s_i of W (1 off W's row space), so Σ_W(H) = P Σ_W(X) P ⪯ Σ_W(X):
+    the tether contracts within-class variability (the reduction Tirer et al. 2023,
+    arXiv 2210.16658, prove along gradient flow; here exact at stationarity)."""
+    d = W.shape[1]
+    a = cfg.num_samples * cfg.lambda_h
+    return a * jnp.linalg.inv(W.T @ W + a * jnp.eye(d, dtype=W.dtype))
+
+
+def _tether_objective(s, cfg: Config):
+    """φ(s): the tethered loss per class at W = s Uᵀ with H optimal (f = K φ)."""
+    n, N = cfg.counts[0], cfg.num_samples
+    m, sigma, lh = cfg.input_scale, cfg.input_noise, cfg.lambda_h
+    q = n * (1 - m * s) ** 2 + N * sigma**2 * s**2
+    return lh / 2 * q / (s**2 + N * lh) + cfg.lambda_w / 2 * s**2
+
+
+def tethered_classifier_scale(cfg: Config) -> jax.Array:
+    """g = argmin_{s ≥ 0} φ(s): the minimiser is W = g Uᵀ (every singular value g).
+
+    φ(s) = (λ_H/2)(n(1 − ms)² + Nσ²s²)/(s² + Nλ_H) + λ_W s²/2 (our derivation,
+    theory/ufm.md). Solved by a 4097-point grid on [0, 1/√(Kλ_W)] (φ(0) = 1/(2K) bounds
+    the minimiser there), then Newton on φ' from the best grid point, to rounding.
+    """
+    dtype = _dtype(cfg)
+    top = 1.0 / jnp.sqrt(cfg.num_classes * cfg.lambda_w)
+    grid = jnp.linspace(0.0, 1.0, 4097, dtype=dtype) * top
+    s = grid[jnp.argmin(_tether_objective(grid, cfg))]
+    d1 = jax.grad(_tether_objective)
+    d2 = jax.grad(d1)
+
+    def newton(s, _):
+        step = d1(s, cfg) / d2(s, cfg)
+        return jnp.clip(s - step, 0.0, top), None
+
+    s, _ = jax.lax.scan(newton, s, None, length=40)
+    return s
+
+
+def tethered_mean_scale(cfg: Config) -> jax.Array:
+    """c, the class means of the minimiser's features being c·u_k:
+    c = (g + Nλ_H m)/(g² + Nλ_H), from ``tethered_features`` with W = g Uᵀ."""
+    g = tethered_classifier_scale(cfg)
+    a = cfg.num_samples * cfg.lambda_h
+    return (g + a * cfg.input_scale) / (g**2 + a)
+
+
+def tethered_nc1(cfg: Config) -> jax.Array:
+    """NC1 of the minimiser's features: (K−1) σ² κ² / c², κ = Nλ_H/(g² + Nλ_H) the
+    contraction of the noise, c from ``tethered_mean_scale`` (our derivation)."""
+    g = tethered_classifier_scale(cfg)
+    a = cfg.num_samples * cfg.lambda_h
+    kappa = a / (g**2 + a)
+    c = tethered_mean_scale(cfg)
+    return (cfg.num_classes - 1) * cfg.input_noise**2 * kappa**2 / c**2
+
+
+def tethered_input_nc1(cfg: Config) -> jax.Array:
+    """NC1 of the inputs X: (K−1) σ²/m² (Σ_W = σ² I, Σ_B = m²/K · centred projector)."""
+    return (cfg.num_classes - 1) * cfg.input_noise**2 / cfg.input_scale**2
+
+
+def _tethered_prediction(cfg: Config) -> dict[str, jax.Array]:
+    dtype = _dtype(cfg)
+    K = cfg.num_classes
+    g = tethered_classifier_scale(cfg)
+    c = tethered_mean_scale(cfg)
+    # A representative in the basis U (every metric below is rotation invariant).
+    W = g * jnp.eye(K, dtype=dtype)
+    means = c * jnp.eye(K, dtype=dtype)
+    labels = jnp.asarray(cfg.labels)
+    centred = means - means.mean(axis=0)[None, :]
+    return {
+        "loss": K * _tether_objective(g, cfg),
+        "grad_norm": jnp.zeros((), dtype),
+        "nc1": tethered_nc1(cfg),
+        "nc1_input": tethered_input_nc1(cfg),
+        "w_norm": jnp.full((K,), g, dtype),
+        "h_norm": jnp.full((K,), jnp.abs(c), dtype),
+        "class_logits": means @ W.T,
+        "nc2_h": M.nc2_etf_distance(centred),
+        "nc2_w": M.nc2_etf_distance(W),
+        "equinorm_w": M.equinorm(W),
+        "equiangular_w": M.equiangularity(W),
+        "nc3": M.nc3_self_duality(W, means[labels], labels, K),
+    }
+
+
 def _geometry(cfg: Config) -> dict[str, jax.Array]:
     """NC metrics evaluated on the minimiser, with each class's mean repeated n_k times."""
     W, means, b = _minimiser(cfg)
@@ -336,6 +467,8 @@ def predict(cfg: Config, t=None) -> dict[str, jax.Array]:
       ``class_logits`` ``[K, K]``. NC1, NC4, CDNV and the gradient norm are 0.
     """
     _check_supported(cfg)
+    if cfg.tether:
+        return _tethered_prediction(cfg)
     W, means, b = _minimiser(cfg)
     zero = jnp.zeros((), _dtype(cfg))
     out = {

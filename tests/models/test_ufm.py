@@ -87,6 +87,39 @@ def test_smoothed_losses_match_their_definitions():
     )
 
 
+def test_tethered_inputs_are_a_frame_plus_whitened_within_class_noise():
+    cfg = ufm.Config(
+        num_classes=3,
+        dim=4,
+        per_class=3,
+        tether=True,
+        input_scale=2.0,
+        input_noise=0.3,
+        dtype="float64",
+    )
+    init = jax.jit(ufm.init)
+    state = init(jax.random.PRNGKey(0), cfg)
+    X = np.asarray(state.inputs)
+    Y = np.eye(3)[:, cfg.labels]
+    means = X @ Y.T / 3  # [d, K]
+    E = X - means @ Y
+    np.testing.assert_allclose(means.T @ means, 4.0 * np.eye(3), atol=1e-12)
+    np.testing.assert_allclose(E @ E.T, 9 * 0.09 * np.eye(4), atol=1e-12)  # Nσ² I
+    np.testing.assert_allclose(E @ Y.T, 0.0, atol=1e-12)
+    # Features start at the inputs; W and H draws are those of the untethered model.
+    plain = init(jax.random.PRNGKey(0), cfg.replace(tether=False))
+    np.testing.assert_array_equal(state.params.W, plain.params.W)
+    np.testing.assert_allclose(state.params.H, plain.params.H + X, atol=1e-15)
+    W, H = np.asarray(state.params.W), np.asarray(state.params.H)
+    expected = (
+        np.sum((W @ H - Y) ** 2) / 18
+        + cfg.lambda_w / 2 * np.sum(W**2)
+        + cfg.lambda_h / 2 * np.sum((H - X) ** 2)
+    )
+    value = jax.jit(ufm.loss)(state.params, cfg, state.inputs)
+    assert float(value) == pytest.approx(expected, rel=1e-12)
+
+
 @pytest.mark.parametrize("optimizer", ["gd", "momentum", "adam"])
 @pytest.mark.parametrize("loss", ["mse", "ce"])
 def test_every_optimizer_decreases_the_loss(optimizer, loss):

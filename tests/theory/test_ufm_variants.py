@@ -201,3 +201,79 @@ def test_label_smoothing_pushes_a_wrong_sample_further_wrong_and_maxsup_does_not
     assert grads["maxsup"][top, i] - grads["ce"][top, i] == pytest.approx(
         eps * (1 - 1 / K)
     )
+
+
+# --- Tethered features (Tirer, Huang & Niles-Weed 2023, arXiv 2210.16658) -----------
+
+TETHER_BASE = dict(
+    num_classes=3,
+    dim=3,
+    per_class=2,
+    tether=True,
+    lambda_w=1e-2,
+    lr=1.0,
+    dtype="float64",
+)
+TETHER_LAMBDA_H = [0.01, 0.03, 0.1, 0.3]
+# At the predicted minimiser the Hessian of the loss (27 parameters) is positive
+# definite with smallest eigenvalue μ = 6.6e-3, 2.0e-2, 7.0e-2, 0.22 along
+# TETHER_LAMBDA_H (computed with jax.hessian; there is no rotation symmetry here, X
+# fixes the frame), so ‖∇f‖ < 1e-11 puts θ within 1.5e-9 of θ*: ATOL = 1e-8 as above.
+
+
+@pytest.fixture(scope="module")
+def tethered():
+    cfg = ufm.Config(**TETHER_BASE)
+    grid = {"lambda_h": TETHER_LAMBDA_H}
+    tr = cj.sweep(ufm, cfg, grid, seeds=2, steps=5000, every=5000)
+    assert np.all(tr["grad_norm"][..., -1] < GRAD_TOL), tr["grad_norm"][..., -1]
+    grid_cfg, _ = cj.expand_grid(cfg, grid)
+    return cfg, tr, _predict(grid_cfg)
+
+
+def test_tethered_minimiser_matches_the_closed_form(tethered):
+    _, tr, prediction = tethered
+    agreement = cj.compare(tr, prediction, atol=ATOL)
+    assert agreement.passed, agreement.table()
+
+
+def test_tether_contracts_nc1_below_the_inputs_and_less_so_as_lambda_h_grows(tethered):
+    _, tr, prediction = tethered
+    nc1, nc1_x = np.asarray(prediction["nc1"]), np.asarray(prediction["nc1_input"])
+    assert np.all(nc1 < nc1_x) and np.all(np.diff(nc1) > 0)
+    simulated = tr["nc1"][..., -1]
+    assert np.all(simulated < tr["nc1_input"][..., -1])
+    assert np.all(np.diff(simulated, axis=0) > 0)
+
+
+_run_steps = jax.jit(
+    lambda state, cfg: jax.lax.fori_loop(0, 400, lambda i, s: ufm.step(s, cfg), state)
+)
+
+
+def test_features_are_the_tethered_ridge_solution_and_within_class_spread_contracts():
+    # Any d (here d > K, outside the closed form) and a point short of convergence:
+    # ∂f/∂H = (WᵀW + Nλ_H I)(H − H*(W))/N, whose smallest eigenvalue is ≥ λ_H, so
+    # ‖H − H*(W)‖ ≤ ‖∂f/∂H‖/λ_H exactly.
+    cfg = ufm.Config(**{**TETHER_BASE, "dim": 4, "per_class": 3, "lambda_h": 0.05})
+    state = _run_steps(ufm.init(jax.random.PRNGKey(3), cfg), cfg)
+    p, X = state.params, state.inputs
+    g_h = jax.grad(ufm.loss)(p, cfg, X).H
+    bound = float(jnp.linalg.norm(g_h)) / cfg.lambda_h
+    H_star = theory.tethered_features(p.W, X, cfg)
+    assert float(jnp.linalg.norm(p.H - H_star)) <= bound + 1e-13
+    # Within-class deviations of H* are P times those of X: P = Nλ_H(WᵀW + Nλ_H)^{-1}.
+    labels = np.asarray(cfg.labels)
+    Y = np.eye(cfg.num_classes)[:, labels]
+
+    def deviations(A):
+        return A - (A @ Y.T / np.asarray(cfg.counts)[None, :]) @ Y
+
+    P = np.asarray(theory.within_class_contraction(p.W, cfg))
+    dev_h, dev_x = deviations(np.asarray(H_star)), deviations(np.asarray(X))
+    np.testing.assert_allclose(dev_h, P @ dev_x, atol=1e-12)
+    eig = np.linalg.eigvalsh(P)
+    assert np.all(eig > 0) and np.all(eig <= 1 + 1e-12)
+    # Three directions (W's rows) contract, the fourth is untouched: eigenvalue 1.
+    assert np.sum(eig < 1 - 1e-6) == cfg.num_classes
+    assert np.sum(dev_h**2) < np.sum(dev_x**2)
