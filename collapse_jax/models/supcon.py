@@ -124,15 +124,28 @@ def _masks(cfg: Config):
     return eye, positive
 
 
+def _logits(h: jax.Array, cfg: Config):
+    """``S = h hᵀ/τ`` with the self-pairs masked, its row log-partition, positives."""
+    eye, positive = _masks(cfg)
+    S = jnp.where(eye, -jnp.inf, (h @ h.T) / cfg.temperature)  # [N, N]
+    return S, jax.nn.logsumexp(S, axis=1), positive
+
+
 def loss(u: jax.Array, cfg: Config) -> jax.Array:
     """The full-batch SupCon loss (scalar), averaged over the ``N`` anchors."""
-    h = embeddings(u, cfg)
-    eye, positive = _masks(cfg)
-    S = (h @ h.T) / cfg.temperature  # [N, N]
-    log_partition = jax.nn.logsumexp(jnp.where(eye, -jnp.inf, S), axis=1)
-    n_pos = positive.sum(axis=1)
-    mean_pos = jnp.sum(jnp.where(positive, S, 0.0), axis=1) / n_pos
+    S, log_partition, positive = _logits(embeddings(u, cfg), cfg)
+    mean_pos = jnp.sum(jnp.where(positive, S, 0.0), axis=1) / positive.sum(axis=1)
     return jnp.mean(log_partition - mean_pos)
+
+
+def _grad_h(h: jax.Array, cfg: Config) -> jax.Array:
+    """``∂L/∂h [N, d]`` at unit ``h``, written out so that ``observe`` needs no
+    backward pass: ``∂L/∂S_ij = A_ij/N`` with ``A = softmax_{a≠i}(S_i) − P_i/|P_i|``,
+    so ``∂L/∂h = (A + Aᵀ) h / (Nτ)``."""
+    S, log_partition, positive = _logits(h, cfg)
+    weights = jnp.asarray(positive / positive.sum(1)[:, None], h.dtype)
+    A = jnp.exp(S - log_partition[:, None]) - weights
+    return (A + A.T) @ h / (cfg.num_samples * cfg.temperature)
 
 
 def step(state: State, cfg: Config) -> State:
@@ -154,9 +167,12 @@ def observe(state: State, cfg: Config) -> dict[str, jax.Array]:
     does not depend on how far ‖u_i‖ has grown (with ReLU: over active entries).
     """
     u = state.u
-    value, grad = jax.value_and_grad(loss)(u, cfg)
     h = embeddings(u, cfg)
-    r = jax.nn.relu(u) if cfg.relu else u
+    g = _grad_h(h, cfg)
+    # On the sphere: drop the radial part; with ReLU, only active entries move.
+    tangent = g - jnp.sum(g * h, axis=1, keepdims=True) * h
+    if cfg.relu:
+        tangent = jnp.where(u > 0, tangent, 0.0)
     labels = jnp.asarray(cfg.labels)
     K = cfg.num_classes
     means, _ = M.class_means(h, labels, K)
@@ -172,6 +188,6 @@ def observe(state: State, cfg: Config) -> dict[str, jax.Array]:
         "nc1": M.nc1(h, labels, K),
         "etf_distance": M.nc2_etf_distance(unit),
         "orth_distance": M.nc2_orthogonal_distance(unit),
-        "loss": value,
-        "grad_norm": jnp.linalg.norm(grad * jnp.linalg.norm(r, axis=1, keepdims=True)),
+        "loss": loss(u, cfg),
+        "grad_norm": jnp.linalg.norm(tangent),
     }

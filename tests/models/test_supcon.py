@@ -5,7 +5,6 @@ The generic checks (shapes, finiteness, vmapped seeds, no retrace, bad configs) 
 tests/test_model_contract.py. Few configs, each function jitted once per config.
 """
 
-import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -103,17 +102,15 @@ def test_collapsed_orthogonal_embeddings_have_the_observed_geometry():
     assert float(obs["nc1"]) == pytest.approx(0.0, abs=1e-15)
 
 
-def test_float32_default_keeps_float32_and_decreases_the_loss():
-    # Adam in float32 runs in tests/test_model_contract.py (its small config).
-    cfg = m.Config(**CFG, lr=0.05)
-    state = init(jax.random.PRNGKey(5), cfg)
-    before = float(loss(state.u, cfg))
-    for _ in range(5):
-        state = step(state, cfg)
+@pytest.mark.parametrize("optimizer", ["gd", "adam"])
+def test_float32_default_keeps_float32_in_state_and_metrics(optimizer):
+    # Shapes and dtypes only (no compile); the float32 runs themselves are in
+    # tests/test_model_contract.py.
+    cfg = m.Config(**CFG, optimizer=optimizer, lr=0.05)
+    state = jax.eval_shape(m.init, jax.random.PRNGKey(5), cfg)
+    state = jax.eval_shape(m.step, state, cfg)
     assert state.u.dtype == jnp.float32
-    obs = observe(state, cfg)
-    chex.assert_tree_all_finite(obs)
-    for value in obs.values():
-        chex.assert_shape(value, ())
-        assert value.dtype == jnp.float32
-    assert float(obs["loss"]) < before
+    for leaf in jax.tree.leaves(state.opt_state):
+        assert leaf.dtype in (jnp.float32, jnp.int32), leaf
+    for name, value in jax.eval_shape(m.observe, state, cfg).items():
+        assert value.shape == () and value.dtype == jnp.float32, name

@@ -118,9 +118,9 @@ def test_relu_gives_an_orthogonal_frame_for_imbalanced_classes(runs):
     assert agreement.passed, agreement.table()
 
 
-@pytest.mark.parametrize("counts", [(6, 6, 2, 2), (6, 4, 3, 2), (10, 2, 2)])
+@pytest.mark.parametrize("counts", [(6, 6, 2, 2), (6, 4, 3, 2)])
 def test_reduced_optimum_is_certified_singular_with_rank_one_pair_forces(counts):
-    cfg = m.Config(**{**BASE, "num_classes": len(counts)}, per_class=counts)
+    cfg = m.Config(**BASE, per_class=counts)
     C = optimal_gram(cfg)
     dual, slack = kkt_residuals(C, cfg)
     assert float(dual) < 1e-12 and float(slack) < 1e-12
@@ -156,6 +156,5 @@ def test_collapsed_loss_equals_the_supcon_loss_of_collapsed_embeddings():
         means[cfg.labels] * rng.uniform(0.5, 2.0, size=(cfg.num_samples, 1))
     )
     C = jnp.asarray(means @ means.T)
-    assert float(m.loss(u, cfg)) == pytest.approx(
-        float(th.collapsed_loss(C, cfg)), rel=1e-13
-    )
+    full, reduced = jax.jit(m.loss)(u, cfg), jax.jit(th.collapsed_loss)(C, cfg)
+    assert float(full) == pytest.approx(float(reduced), rel=1e-13)
