@@ -24,9 +24,10 @@ TITLE = (
     "arXiv 2402.03979, 2502.15798."
 )
 
-# Float64 runs to ‖∇f‖ < 1e-11 (checked by the agreement on grad_norm); near the
+# Float64 runs to ‖∇f‖ < 1e-11 (the agreement on grad_norm checks it); near the
 # minimiser ‖θ − θ*‖ ≤ ‖∇f‖/μ with μ of order min(λ) = 3e-2, so 1e-8 bounds every
 # limit. Grid points stay away from ε*, where the curvature along the margin vanishes.
+GRAD_TOL = 1e-11
 ATOL = 1e-8
 PANELS = (
     ("logit_gap", "logit gap  z_y − z_k"),
@@ -46,6 +47,28 @@ def _limits(cfg, K):
         "loss": theory.min_loss(cfg),
         "grad_norm": np.zeros_like(np.asarray(w)),
     }
+
+
+class _Recorded:
+    """The UFM recording only the metrics this figure compares: the unused NC metrics
+    are dropped from the compiled program (XLA removes what no output needs), which
+    halves the compile time of each sweep. The full set is checked in the tests."""
+
+    KEEP = ("loss", "grad_norm", "logit_gap", "w_norm", "h_norm")
+
+    def __init__(self):
+        self.Config, self.init, self.step = ufm.Config, ufm.init, ufm.step
+        self.__name__ = "ufm"
+
+    def observe(self, state, cfg):
+        metrics = ufm.observe(state, cfg)
+        return {name: metrics[name] for name in self.KEEP}
+
+
+def _atol(prediction):
+    """ATOL for every limit, and GRAD_TOL on the gradient norm (predicted 0), so the
+    agreement itself certifies the convergence the ATOL argument rests on."""
+    return {name: GRAD_TOL if name == "grad_norm" else ATOL for name in prediction}
 
 
 def run(quick: bool = True) -> Result:
@@ -76,10 +99,11 @@ def run(quick: bool = True) -> Result:
         # limits), so one prediction serves both sweeps.
         grid_cfg, _ = cj.expand_grid(base.replace(loss="ls"), grid)
         prediction = _limits(grid_cfg, K)
+        model = _Recorded()
         for loss in ("ls", "maxsup"):
             cfg = base.replace(loss=loss)
-            tr = cj.sweep(ufm, cfg, grid, seeds=seeds, steps=steps, every=steps)
-            agreements[loss] = cj.compare(tr, prediction, atol=ATOL)
+            tr = cj.sweep(model, cfg, grid, seeds=seeds, steps=steps, every=steps)
+            agreements[loss] = cj.compare(tr, prediction, atol=_atol(prediction))
             divergences += list(tr.divergences)
             for name, _ in PANELS:
                 mean, se = tr.mean(name)[:, -1], tr.se(name)[:, -1]

@@ -302,6 +302,8 @@ BAD = {
         (dict(smoothing=1.0), r"smoothing=1.0 is out of range: allowed \[0.0, 1.0\)"),
         (dict(tether=True, dim=2), "tether=True needs num_classes <= dim"),
         (dict(input_noise=-1.0), "input_noise=-1.0 is out of range"),
+        (dict(mixup=True, loss="ce"), "mixup=True needs loss='mse'"),
+        (dict(mixup_alpha=0.0), "mixup_alpha=0.0 is out of range"),
     ],
     "vector_quantizer": [
         (dict(num_codes=1), "num_codes"),
@@ -355,7 +357,9 @@ NEW_FLOATS = {
     "recursive_regression": dict(noise=0.3, ridge=0.2, real_weight=0.9),
     "softmax_collapse": dict(lr=0.5, noise=0.3, init_scale=0.2),
     "supcon": dict(temperature=0.3, lr=0.1),
-    "ufm": dict(lr=0.05, lambda_h=0.02, smoothing=0.1, input_noise=0.3),
+    "ufm": dict(
+        lr=0.05, lambda_h=0.02, smoothing=0.1, input_noise=0.3, mixup_alpha=2.0
+    ),
     "vector_quantizer": dict(lr=0.05, basis_scale=0.5, mixture_std=0.1),
     "zipf_tails": dict(cut_rank=50.0, clean_fraction=0.2),
 }

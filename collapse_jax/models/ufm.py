@@ -16,6 +16,15 @@ from the key in ``init``: class means ``input_scale`` · U (U ``[d, K]`` a rando
 orthonormal frame) plus within-class noise whose sample covariance is exactly
 ``input_noise``² · I (Gaussian, made class-centred and whitened), see theory/ufm.md.
 
+With ``mixup=True`` (MSE only) the UFM is trained on mixed samples (Fisher, Meng &
+Papyan 2024, arXiv 2402.06171): sample i of class a mixed with a partner of class b
+(uniform, as partners are for balanced classes) at λ ~ Beta(α, α), target
+λ e_a + (1 − λ) e_b, each mixed sample with its own free feature. The expectation over
+λ is exact with the two nodes λ = 1/2 ± sd(λ), weight 1/2 each, because the objective
+minimised over the features is quadratic in λ (theory/ufm.md). H is then
+``[d, 2KN]``, column (i, b, q) = ``(i K + b) 2 + q``; the metrics are taken on the
+pure columns (b = a, q = 0), ``N`` of them, plus the classifier spectrum.
+
 H is ``[d, N]`` (columns are samples, ordered by class), W is ``[K, d]``, b is ``[K]``.
 Trained full batch by gradient descent (``gd``, alias ``sgd``), heavy-ball momentum or
 Adam (optax).
@@ -67,6 +76,8 @@ class Config:
     tether: bool = struct.field(pytree_node=False, default=False)
     input_scale: float = 1.0  # norm of the inputs' class means (tether only)
     input_noise: float = 0.5  # within-class std of the inputs per direction (tether)
+    mixup: bool = struct.field(pytree_node=False, default=False)
+    mixup_alpha: float = 1.0  # α of the Beta(α, α) mixing weight (mixup only)
 
     def __post_init__(self):
         check_int("num_classes", self.num_classes, 2)
@@ -85,6 +96,13 @@ class Config:
         check_range("init_scale", self.init_scale, 0.0)
         check_range("smoothing", self.smoothing, 0.0, 1.0, high_open=True)
         check_choice("tether", self.tether, (True, False))
+        check_choice("mixup", self.mixup, (True, False))
+        check_range("mixup_alpha", self.mixup_alpha, 0.0, low_open=True)
+        if self.mixup and (self.loss != "mse" or self.tether):
+            raise ValueError(
+                f"mixup=True needs loss='mse' and tether=False (got loss={self.loss!r}, "
+                f"tether={self.tether})"
+            )
         check_range("input_scale", self.input_scale, 0.0)
         check_range("input_noise", self.input_noise, 0.0)
         if self.tether and not (
@@ -110,8 +128,13 @@ class Config:
 
     @property
     def labels(self) -> np.ndarray:
-        """``[N]`` class of each column of H (sorted by class)."""
+        """``[N]`` class of each sample (sorted by class)."""
         return np.repeat(np.arange(self.num_classes), self.counts)
+
+    @property
+    def num_columns(self) -> int:
+        """Columns of H: N, or 2KN mixed samples with ``mixup``."""
+        return self.num_samples * (2 * self.num_classes if self.mixup else 1)
 
 
 class Params(NamedTuple):
@@ -158,10 +181,10 @@ def init(key: jax.Array, cfg: Config) -> State:
     and H = X + that Gaussian."""
     kw, kh = jax.random.split(key)
     dtype = jnp.dtype(cfg.dtype)
-    K, d, N = cfg.num_classes, cfg.dim, cfg.num_samples
+    K, d = cfg.num_classes, cfg.dim
     params = Params(
         W=cfg.init_scale * jax.random.normal(kw, (K, d), dtype),
-        H=cfg.init_scale * jax.random.normal(kh, (d, N), dtype),
+        H=cfg.init_scale * jax.random.normal(kh, (d, cfg.num_columns), dtype),
         b=jnp.zeros((K,), dtype),
     )
     inputs = None
@@ -175,9 +198,30 @@ def init(key: jax.Array, cfg: Config) -> State:
 
 
 def _logits(p: Params, cfg: Config) -> jax.Array:
-    """``[K, N]``."""
+    """``[K, columns]``."""
     out = p.W @ p.H
     return out + p.b[:, None] if cfg.bias else out
+
+
+def _mixup_nodes(cfg: Config, dtype) -> jax.Array:
+    """``[2]`` λ = 1/2 ± sd of Beta(α, α), sd = 1/(2√(2α + 1))."""
+    half_width = 0.5 / jnp.sqrt(2 * cfg.mixup_alpha + 1)
+    return jnp.stack([0.5 + half_width, 0.5 - half_width]).astype(dtype)
+
+
+def _mixup_targets(cfg: Config, dtype) -> jax.Array:
+    """``[K, 2KN]`` targets λ_q e_a + (1 − λ_q) e_b of column (i, b, q), a = y_i."""
+    K, N = cfg.num_classes, cfg.num_samples
+    lam = _mixup_nodes(cfg, dtype).reshape(1, 1, 2, 1)
+    a = jax.nn.one_hot(jnp.asarray(cfg.labels), K, dtype=dtype).reshape(N, 1, 1, K)
+    b = jnp.eye(K, dtype=dtype).reshape(1, K, 1, K)
+    return (lam * a + (1 - lam) * b).reshape(N * K * 2, K).T
+
+
+def _pure_columns(cfg: Config) -> np.ndarray:
+    """``[N]`` the mixup columns (i, b = y_i, q = 0): each sample unmixed."""
+    K = cfg.num_classes
+    return (np.arange(cfg.num_samples) * K + cfg.labels) * 2
 
 
 def loss(params: Params, cfg: Config, inputs: jax.Array | None = None) -> jax.Array:
@@ -185,7 +229,10 @@ def loss(params: Params, cfg: Config, inputs: jax.Array | None = None) -> jax.Ar
     labels = jnp.asarray(cfg.labels)
     logits = _logits(params, cfg)
     N = cfg.num_samples
-    if cfg.loss == "mse":
+    if cfg.mixup:  # every mixed sample weighs 1/(2K): K partner classes × 2 nodes
+        Y = _mixup_targets(cfg, logits.dtype)
+        fit = jnp.sum((logits - Y) ** 2) / (2 * N * 2 * cfg.num_classes)
+    elif cfg.loss == "mse":
         Y = jax.nn.one_hot(labels, cfg.num_classes, dtype=logits.dtype).T
         fit = jnp.sum((logits - Y) ** 2) / (2 * N)
     elif cfg.loss == "ce":
@@ -201,7 +248,8 @@ def loss(params: Params, cfg: Config, inputs: jax.Array | None = None) -> jax.Ar
         penalty = jnp.max(logits, axis=0) - jnp.mean(logits, axis=0)
         fit = -jnp.mean(logp[labels, jnp.arange(N)]) + cfg.smoothing * jnp.mean(penalty)
     H = params.H - inputs if cfg.tether else params.H
-    reg = cfg.lambda_w / 2 * jnp.sum(params.W**2) + cfg.lambda_h / 2 * jnp.sum(H**2)
+    h_sq = jnp.sum(H**2) / (2 * cfg.num_classes) if cfg.mixup else jnp.sum(H**2)
+    reg = cfg.lambda_w / 2 * jnp.sum(params.W**2) + cfg.lambda_h / 2 * h_sq
     if cfg.bias:
         reg = reg + cfg.lambda_b / 2 * jnp.sum(params.b**2)
     return fit + reg
@@ -220,15 +268,20 @@ def observe(state: State, cfg: Config) -> dict[str, jax.Array]:
     Shapes: scalars, except ``w_norm`` and ``h_norm`` (per class, ``[K]``) and
     ``class_logits`` (``[K, K]``, row k = mean logits of class k's samples). The
     softmax losses add ``logit_gap``: the mean over samples of z_y − max_{k≠y} z_k;
-    a tether adds ``nc1_input``, NC1 of the inputs X.
+    a tether adds ``nc1_input``, NC1 of the inputs X. Mixup takes every metric on the
+    pure columns and adds ``w_spectrum`` (``[K]`` singular values of W, descending) and
+    ``interpolation_error``, ‖H − H_interp‖_F/‖H_interp‖_F with column (i, b, q) of
+    H_interp = λ_q μ_{y_i} + (1 − λ_q) μ_b, μ the pure class means.
     """
+    value, grads = jax.value_and_grad(loss)(state.params, cfg, state.inputs)
+    grad_norm = jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree.leaves(grads)))
     p = state.params
+    if cfg.mixup:
+        p = p._replace(H=p.H[:, _pure_columns(cfg)])
     K = cfg.num_classes
     labels = jnp.asarray(cfg.labels)
     H = p.H.T  # metrics take samples as rows
     b = p.b if cfg.bias else None
-    value, grads = jax.value_and_grad(loss)(p, cfg, state.inputs)
-    grad_norm = jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree.leaves(grads)))
     means, _ = M.class_means(H, labels, K)
     centred = means - H.mean(axis=0)[None, :]
     logits = _logits(p, cfg).T
@@ -258,4 +311,11 @@ def observe(state: State, cfg: Config) -> dict[str, jax.Array]:
         out["logit_gap"] = jnp.mean(true - jnp.max(others, axis=0))
     if cfg.tether:
         out["nc1_input"] = M.nc1(state.inputs.T, labels, K)
+    if cfg.mixup:
+        out["w_spectrum"] = jnp.linalg.svd(p.W, compute_uv=False)[:K]
+        # Mixing weights of each column on the pure means: λ_q on μ_a, 1 − λ_q on μ_b.
+        coeff = _mixup_targets(cfg, means.dtype)  # [K, 2KN]
+        interp = means.T @ coeff
+        gap = jnp.linalg.norm(state.params.H - interp)
+        out["interpolation_error"] = gap / jnp.linalg.norm(interp)
     return out

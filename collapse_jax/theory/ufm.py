@@ -24,6 +24,13 @@ are those of X multiplied by P = Nλ_H(WᵀW + Nλ_H I)^{-1} ⪯ I. With the mod
 (class means m·U, whitened noise σ) the minimiser is W = g Uᵀ with g the minimiser of
 a scalar function, and NC1(H) = (K−1)σ²κ²/c² vs NC1(X) = (K−1)σ²/m² (our derivation).
 
+Mixup (MSE, balanced, no bias; Fisher, Meng & Papyan 2024, arXiv 2402.06171, for the
+setting): with free features per mixed sample the problem is the MSE UFM with the
+one-hot second moment I/K replaced by the mixed-label second moment
+S = (α+1)/((2α+1)K) (I − 11ᵀ/K) + 1/K · 11ᵀ/K: the K − 1 discriminative modes shrink by
+(α+1)/(2α+1) before the √(λ_Wλ_H) threshold, the mean mode does not, and mixed features
+interpolate the pure class features exactly (our derivation).
+
 Derivations and assumptions: theory/ufm.md. Every function is pure ``jnp`` of the
 Config, so it vmaps over a swept grid of float fields.
 """
@@ -42,12 +49,16 @@ __all__ = [
     "ce_norms",
     "class_logits",
     "classifier_norms",
+    "classifier_spectrum",
     "feature_norms",
     "label_smoothing_identity",
     "logit_gap",
     "maxsup_identity",
     "min_loss",
     "minority_collapse_size",
+    "mixup_label_moments",
+    "mixup_shrinkage",
+    "mixup_singular_values",
     "mse_singular_values",
     "predict",
     "smoothing_threshold",
@@ -66,6 +77,14 @@ def _balanced(cfg: Config) -> bool:
 
 
 def _check_supported(cfg: Config) -> None:
+    if cfg.mixup:
+        if cfg.bias or not _balanced(cfg) or cfg.dim < cfg.num_classes:
+            raise ValueError(
+                "mixup=True: the closed form needs bias=False, balanced classes and "
+                f"dim >= num_classes (got bias={cfg.bias}, per_class={cfg.counts}, "
+                f"dim={cfg.dim})"
+            )
+        return
     if cfg.tether:
         if cfg.loss != "mse" or cfg.bias or not _balanced(cfg):
             raise ValueError(
@@ -145,6 +164,63 @@ def mse_singular_values(cfg: Config) -> jax.Array:
             [mean_mode[None], jnp.broadcast_to(rest, (cfg.num_classes - 1,))]
         )
     return jnp.maximum(jnp.sqrt(counts) - shrink, 0.0)
+
+
+def mixup_shrinkage(cfg: Config) -> jax.Array:
+    """(α+1)/(2α+1): the factor by which mixup scales the discriminative eigenvalues of
+    the label second moment (1 at α → 0, 1/2 at α → ∞). E λ² = (α+1)/(2(2α+1)) for
+    λ ~ Beta(α, α); our derivation (theory/ufm.md)."""
+    a = cfg.mixup_alpha
+    return (a + 1) / (2 * a + 1)
+
+
+def mixup_label_moments(cfg: Config):
+    """Eigenvalues (mean mode, each of the K − 1 centred modes) of the mixed-label
+    second moment S = E[y yᵀ], y = λ e_a + (1 − λ) e_b, a, b uniform, λ ~ Beta(α, α):
+    S = 2Eλ²/K · I + 2E[λ(1−λ)]/K² · 11ᵀ, eigenvalues 1/K and (α+1)/((2α+1)K)."""
+    K = cfg.num_classes
+    return jnp.asarray(1.0 / K, _dtype(cfg)), mixup_shrinkage(cfg) / K
+
+
+def mixup_singular_values(cfg: Config) -> jax.Array:
+    """``[K]`` singular values of the minimiser's weighted logit matrix: entry 0 the
+    mean mode, then K − 1 centred modes, σ_i = (√(N s_i) − N√(λ_Wλ_H))_+ with s_i the
+    eigenvalues of ``mixup_label_moments`` (soft-thresholding as for plain MSE)."""
+    N = cfg.num_samples
+    s_mean, s_centred = mixup_label_moments(cfg)
+    shrink = N * jnp.sqrt(cfg.lambda_w * cfg.lambda_h)
+    mean_mode = jnp.maximum(jnp.sqrt(N * s_mean) - shrink, 0.0)
+    rest = jnp.maximum(jnp.sqrt(N * s_centred) - shrink, 0.0)
+    return jnp.concatenate(
+        [mean_mode[None], jnp.broadcast_to(rest, (cfg.num_classes - 1,))]
+    )
+
+
+def _mixup_minimiser(cfg: Config):
+    """W ``[K, K]`` and pure class-mean features ``[K, K]`` (rows) in the basis Q of
+    ``_mean_basis``: W = Q diag(s_W), h_a = C e_a with C = (λ_W/λ_H)^{1/4}
+    diag(√σ_i / √(N s_i)) Qᵀ (theory/ufm.md)."""
+    dtype = _dtype(cfg)
+    K, N = cfg.num_classes, cfg.num_samples
+    sigma = mixup_singular_values(cfg)
+    s_mean, s_centred = mixup_label_moments(cfg)
+    moments = jnp.concatenate(
+        [s_mean[None], jnp.broadcast_to(s_centred, (K - 1,))]
+    ).astype(dtype)
+    Q = _mean_basis(K, dtype)
+    W = Q * ((cfg.lambda_h / cfg.lambda_w) ** 0.25 * jnp.sqrt(sigma))[None, :]
+    scale = (cfg.lambda_w / cfg.lambda_h) ** 0.25 * jnp.sqrt(sigma / (N * moments))
+    means = Q * scale[None, :]
+    return W, means, jnp.zeros((K,), dtype)
+
+
+def classifier_spectrum(cfg: Config) -> jax.Array:
+    """``[K]`` singular values of W at the minimiser, descending.
+
+    Mixup: (λ_H/λ_W)^{1/4} √σ_i with σ from ``mixup_singular_values`` — the mean mode
+    first, then the K − 1 discriminative modes, which mixup shrinks."""
+    W, _, _ = _minimiser(cfg)
+    return jnp.sort(jnp.linalg.svd(W, compute_uv=False))[::-1]
 
 
 def _mse_minimiser(cfg: Config):
@@ -228,6 +304,8 @@ def _ce_minimiser(cfg: Config):
 
 def _minimiser(cfg: Config):
     _check_supported(cfg)
+    if cfg.mixup:
+        return _mixup_minimiser(cfg)
     return _ce_minimiser(cfg) if cfg.loss in SOFTMAX_LOSSES else _mse_minimiser(cfg)
 
 
@@ -299,9 +377,17 @@ def min_loss(cfg: Config) -> jax.Array:
         t = ce_logit_margin(cfg)
         rho = _softmax_rho(cfg)
         return jnp.log1p((K - 1) * jnp.exp(-t * K / (K - 1))) + K * rho * t
+    mu = jnp.sqrt(cfg.lambda_w * cfg.lambda_h)
+    if cfg.mixup:
+        # Σ_i (√(N s_i) − σ_i)²/(2N) + μ Σ_i σ_i over the K modes of the weighted target.
+        s_mean, s_centred = mixup_label_moments(cfg)
+        sigma = mixup_singular_values(cfg)
+        root = jnp.sqrt(
+            N * jnp.concatenate([s_mean[None], jnp.full((K - 1,), s_centred)])
+        )
+        return jnp.sum((root - sigma) ** 2) / (2 * N) + mu * jnp.sum(sigma)
     sigma = mse_singular_values(cfg)
     root_n = jnp.sqrt(jnp.asarray(cfg.counts, _dtype(cfg)))
-    mu = jnp.sqrt(cfg.lambda_w * cfg.lambda_h)
     if _balanced(cfg):
         weights = jnp.concatenate(
             [_mean_mode_weight(cfg)[None], jnp.ones((K - 1,), _dtype(cfg))]
@@ -483,5 +569,8 @@ def predict(cfg: Config, t=None) -> dict[str, jax.Array]:
     }
     if cfg.loss in SOFTMAX_LOSSES:
         out["logit_gap"] = logit_gap(cfg)
+    if cfg.mixup:
+        out["w_spectrum"] = jnp.sort(jnp.linalg.svd(W, compute_uv=False))[::-1]
+        out["interpolation_error"] = zero
     out.update(_geometry(cfg))
     return out

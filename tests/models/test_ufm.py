@@ -120,6 +120,34 @@ def test_tethered_inputs_are_a_frame_plus_whitened_within_class_noise():
     assert float(value) == pytest.approx(expected, rel=1e-12)
 
 
+def test_mixup_loss_weights_every_mixed_sample_by_one_over_2k():
+    cfg = ufm.Config(
+        num_classes=3, dim=2, per_class=2, mixup=True, mixup_alpha=0.5, dtype="float64"
+    )
+    state = jax.jit(ufm.init)(jax.random.PRNGKey(0), cfg)
+    W, H = np.asarray(state.params.W), np.asarray(state.params.H)
+    assert H.shape == (2, 36)  # 2KN columns
+    sd = 0.5 / np.sqrt(2 * 0.5 + 1)  # standard deviation of Beta(0.5, 0.5)
+    lam = np.array([0.5 + sd, 0.5 - sd])
+    Y = np.zeros((3, 6, 3, 2))
+    for i, a in enumerate(cfg.labels):
+        for b in range(3):
+            Y[:, i, b, :] = np.outer(np.eye(3)[a], lam) + np.outer(
+                np.eye(3)[b], 1 - lam
+            )
+    Y = Y.reshape(3, 36)  # column (i, b, q) = (i K + b) 2 + q
+    expected = (
+        np.sum((W @ H - Y) ** 2) / (2 * 6 * 6)
+        + cfg.lambda_w / 2 * np.sum(W**2)
+        + cfg.lambda_h / 2 * np.sum(H**2) / 6
+    )
+    value = jax.jit(ufm.loss)(state.params, cfg)
+    assert float(value) == pytest.approx(expected, rel=1e-12)
+    np.testing.assert_array_equal(
+        Y[:, ufm._pure_columns(cfg)], np.eye(3)[:, cfg.labels]
+    )
+
+
 @pytest.mark.parametrize("optimizer", ["gd", "momentum", "adam"])
 @pytest.mark.parametrize("loss", ["mse", "ce"])
 def test_every_optimizer_decreases_the_loss(optimizer, loss):

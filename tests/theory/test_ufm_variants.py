@@ -246,22 +246,21 @@ def test_tether_contracts_nc1_below_the_inputs_and_less_so_as_lambda_h_grows(tet
     assert np.all(np.diff(simulated, axis=0) > 0)
 
 
-_run_steps = jax.jit(
-    lambda state, cfg: jax.lax.fori_loop(0, 400, lambda i, s: ufm.step(s, cfg), state)
-)
-
-
 def test_features_are_the_tethered_ridge_solution_and_within_class_spread_contracts():
-    # Any d (here d > K, outside the closed form) and a point short of convergence:
-    # ∂f/∂H = (WᵀW + Nλ_H I)(H − H*(W))/N, whose smallest eigenvalue is ≥ λ_H, so
-    # ‖H − H*(W)‖ ≤ ‖∂f/∂H‖/λ_H exactly.
+    # Any d (here d > K, outside the closed form) and any point: the model's gradient
+    # is ∂f/∂H = (WᵀW + Nλ_H I)(H − H*(W))/N exactly (to rounding), so H*(W) is the
+    # stationary feature matrix and ‖H − H*(W)‖ ≤ ‖∂f/∂H‖/λ_H.
     cfg = ufm.Config(**{**TETHER_BASE, "dim": 4, "per_class": 3, "lambda_h": 0.05})
-    state = _run_steps(ufm.init(jax.random.PRNGKey(3), cfg), cfg)
+    state = jax.jit(ufm.init)(jax.random.PRNGKey(3), cfg)
     p, X = state.params, state.inputs
-    g_h = jax.grad(ufm.loss)(p, cfg, X).H
-    bound = float(jnp.linalg.norm(g_h)) / cfg.lambda_h
-    H_star = theory.tethered_features(p.W, X, cfg)
-    assert float(jnp.linalg.norm(p.H - H_star)) <= bound + 1e-13
+    p = p._replace(W=10 * p.W)  # a classifier large enough to contract visibly
+    g_h = np.asarray(jax.jit(jax.grad(ufm.loss))(p, cfg, X).H)
+    H_star = np.asarray(theory.tethered_features(p.W, X, cfg))
+    W, H, N = np.asarray(p.W), np.asarray(p.H), cfg.num_samples
+    A = W.T @ W + N * cfg.lambda_h * np.eye(cfg.dim)
+    np.testing.assert_allclose(g_h, A @ (H - H_star) / N, atol=1e-14)
+    bound = np.linalg.norm(g_h) / cfg.lambda_h
+    assert np.linalg.norm(H - H_star) <= bound * (1 + 1e-12)
     # Within-class deviations of H* are P times those of X: P = Nλ_H(WᵀW + Nλ_H)^{-1}.
     labels = np.asarray(cfg.labels)
     Y = np.eye(cfg.num_classes)[:, labels]
@@ -270,10 +269,85 @@ def test_features_are_the_tethered_ridge_solution_and_within_class_spread_contra
         return A - (A @ Y.T / np.asarray(cfg.counts)[None, :]) @ Y
 
     P = np.asarray(theory.within_class_contraction(p.W, cfg))
-    dev_h, dev_x = deviations(np.asarray(H_star)), deviations(np.asarray(X))
+    dev_h, dev_x = deviations(H_star), deviations(np.asarray(X))
     np.testing.assert_allclose(dev_h, P @ dev_x, atol=1e-12)
     eig = np.linalg.eigvalsh(P)
     assert np.all(eig > 0) and np.all(eig <= 1 + 1e-12)
     # Three directions (W's rows) contract, the fourth is untouched: eigenvalue 1.
     assert np.sum(eig < 1 - 1e-6) == cfg.num_classes
     assert np.sum(dev_h**2) < np.sum(dev_x**2)
+
+
+# --- Mixup (Fisher, Meng & Papyan 2024, arXiv 2402.06171) ----------------------------
+
+MIXUP_BASE = dict(
+    num_classes=3,
+    dim=3,
+    per_class=2,
+    mixup=True,
+    lambda_w=1e-2,
+    lambda_h=2e-2,
+    lr=1.0,
+    dtype="float64",
+)
+MIXUP_ALPHA = [0.2, 1.0, 5.0]
+# The weighted problem is an MSE UFM (theory/ufm.md): its curvature off the rotation
+# orbit is at least of order the smallest regulariser, λ_H/(2K) = 3.3e-3 on a mixed
+# feature, so ‖∇f‖ < 1e-11 puts θ within ~3e-9 of θ*: ATOL = 1e-8 as above.
+
+
+@pytest.fixture(scope="module")
+def mixed():
+    cfg = ufm.Config(**MIXUP_BASE)
+    grid = {"mixup_alpha": MIXUP_ALPHA}
+    tr = cj.sweep(ufm, cfg, grid, seeds=2, steps=4000, every=4000)
+    assert np.all(tr["grad_norm"][..., -1] < GRAD_TOL), tr["grad_norm"][..., -1]
+    grid_cfg, _ = cj.expand_grid(cfg, grid)
+    return cfg, tr, _predict(grid_cfg)
+
+
+def test_mixup_minimiser_matches_closed_form_and_mixed_features_interpolate(mixed):
+    _, tr, prediction = mixed
+    agreement = cj.compare(tr, prediction, atol=ATOL)
+    assert agreement.passed, agreement.table()
+    assert np.all(tr["interpolation_error"][..., -1] < 1e-9)
+
+
+def test_mixup_shrinks_the_discriminative_modes_and_keeps_the_mean_mode(mixed):
+    cfg, tr, prediction = mixed
+    spectrum = np.asarray(prediction["w_spectrum"])  # [G, K]: mean mode first
+    plain = ufm.Config(**{**MIXUP_BASE, "mixup": False})
+    scale = (cfg.lambda_h / cfg.lambda_w) ** 0.25
+    plain_value = scale * np.sqrt(float(theory.mse_singular_values(plain)[1]))
+    np.testing.assert_allclose(spectrum[:, 0], plain_value, rtol=1e-12)
+    assert np.all(np.diff(spectrum[:, 1]) < 0) and np.all(spectrum[:, 1] < plain_value)
+    np.testing.assert_allclose(spectrum[:, 1], spectrum[:, 2], rtol=1e-12)
+    # The centred modes follow the shrunk label eigenvalue (α+1)/((2α+1)K).
+    N, mu = cfg.num_samples, np.sqrt(cfg.lambda_w * cfg.lambda_h)
+    alpha = np.asarray(MIXUP_ALPHA)
+    s_c = (alpha + 1) / ((2 * alpha + 1) * cfg.num_classes)
+    np.testing.assert_allclose(
+        spectrum[:, 1], scale * np.sqrt(np.sqrt(N * s_c) - N * mu), rtol=1e-12
+    )
+    simulated = tr["w_spectrum"][..., -1, :].mean(axis=1)
+    assert np.all(np.diff(simulated[:, 1]) < 0)
+
+
+def test_mixed_label_second_moment_matches_beta_sampling_and_the_quadrature():
+    cfg = ufm.Config(**{**MIXUP_BASE, "mixup_alpha": 0.7})
+    K = cfg.num_classes
+    s_mean, s_c = (float(v) for v in theory.mixup_label_moments(cfg))
+    S = s_c * (np.eye(K) - 1 / K) + s_mean / K * np.ones((K, K))
+    # The model's two-node targets, weight 1/(2KN) each: S exactly (to rounding).
+    Y = np.asarray(ufm._mixup_targets(cfg, jnp.float64))
+    np.testing.assert_allclose(Y @ Y.T / Y.shape[1], S, atol=1e-15)
+    # Monte Carlo over the mixing distribution itself: 40 000 draws of (a, b, λ),
+    # each entry of the sample mean of y yᵀ within z = 5 standard errors of S.
+    rng = np.random.default_rng(0)
+    draws = 40_000
+    lam = rng.beta(0.7, 0.7, draws)
+    a, b = rng.integers(0, K, draws), rng.integers(0, K, draws)
+    y = lam[:, None] * np.eye(K)[a] + (1 - lam[:, None]) * np.eye(K)[b]
+    outer = y[:, :, None] * y[:, None, :]
+    mean, se = outer.mean(0), outer.std(0, ddof=1) / np.sqrt(draws)
+    assert np.all(np.abs(mean - S) <= 5 * se)
