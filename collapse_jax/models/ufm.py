@@ -74,7 +74,7 @@ class Config:
     init_scale: float = 0.1
     smoothing: float = 0.0  # ε of ``ls`` and ``maxsup``; unused by the other losses
     tether: bool = struct.field(pytree_node=False, default=False)
-    input_scale: float = 1.0  # norm of the inputs' class means (tether only)
+    input_scale: float = 1.0  # norm (> 0) of the inputs' class means (tether only)
     input_noise: float = 0.5  # within-class std of the inputs per direction (tether)
     mixup: bool = struct.field(pytree_node=False, default=False)
     mixup_alpha: float = 1.0  # α of the Beta(α, α) mixing weight (mixup only)
@@ -103,7 +103,7 @@ class Config:
                 f"mixup=True needs loss='mse' and tether=False (got loss={self.loss!r}, "
                 f"tether={self.tether})"
             )
-        check_range("input_scale", self.input_scale, 0.0)
+        check_range("input_scale", self.input_scale, 0.0, low_open=True)
         check_range("input_noise", self.input_noise, 0.0)
         if self.tether and not (
             self.num_classes <= self.dim <= self.num_samples - self.num_classes

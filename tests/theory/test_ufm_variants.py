@@ -1,7 +1,9 @@
 """UFM variants in closed form vs converged gradient descent: label smoothing and
-MaxSup (theory/ufm.md, "Label smoothing and MaxSup").
+MaxSup, features tethered to inputs, mixup (theory/ufm.md, one section each).
 
-Simulations run in float64 until ‖∇f‖ < 1e-11 (asserted). Near a minimiser
+Each variant runs one float64 sweep (one compile) over its float parameter until
+‖∇f‖ < 1e-11 (asserted); the tolerance argument is stated per section. For label
+smoothing: near a minimiser
 ‖θ − θ*‖ ≤ ‖∇f‖/μ modulo the rotations the metrics ignore; μ, the smallest curvature
 across the orbit, is of order min(λ) = 1e-2 at the ETF points and 6.3e-3 at the zero
 minimiser of the ε = 0.97 point (smallest eigenvalue of [[λ_W, g], [g, λ_H]],
