@@ -279,7 +279,7 @@ def _per_run(fn, layout: _Layout):
 
 
 class _Compiled:
-    """Jitted init/observe/advance of one (init, step, observe) triple.
+    """Jitted start (init + first observe) and advance of one (init, step, observe).
 
     ``counts`` is ``int32[3]``: blocks per device, steps per record, records; passed
     as traced values so that no loop is specialised on its trip count.
@@ -297,18 +297,20 @@ class _Compiled:
             buf = _zeros_like_stacked(records, shapes)
             return _loop(counts[2], record, (state, buf))
 
-        def run_init(keys, cfg, counts, layout):
-            return _per_run(lambda k, c, _: init(k, c), layout)(keys, cfg, counts)
+        def start_one(key, cfg, counts):
+            state = init(key, cfg)
+            return state, observe(state, cfg)
 
-        def run_observe(state, cfg, counts, layout):
-            return _per_run(lambda s, c, _: observe(s, c), layout)(state, cfg, counts)
+        # One program for the initial states and their first record: every distinct
+        # config costs its compiles, and a compile costs far more than these steps.
+        def run_start(keys, cfg, counts, layout):
+            return _per_run(start_one, layout)(keys, cfg, counts)
 
         def run_advance(state, cfg, counts, layout, records):
             fn = functools.partial(advance_one, records=records)
             return _per_run(fn, layout)(state, cfg, counts)
 
-        self.init = jax.jit(run_init, static_argnums=(3,))
-        self.observe = jax.jit(run_observe, static_argnums=(3,))
+        self.start = jax.jit(run_start, static_argnums=(3,))
         self.advance = jax.jit(run_advance, static_argnums=(3, 4))
 
 
@@ -531,7 +533,8 @@ def _put(plan: _Plan, tree, per_run: bool = True):
 
 
 def _place(plan: _Plan):
-    """Initial states ``[padded, ...]`` and the Config as the compiled steps take it."""
+    """Initial states ``[padded, ...]``, their records and the Config as the compiled
+    steps take it."""
     slots = _pad_index(plan)
     seed_pos = slots % len(plan.seed_ids)  # runs are grid-major: run = g * S + s
     keys = _put(plan, seed_keys(plan.key, plan.seed_ids[seed_pos]))
@@ -540,7 +543,8 @@ def _place(plan: _Plan):
         cfg = _put(plan, jax.tree.map(lambda x: jnp.asarray(x)[grid_pos], plan.cfg))
     else:
         cfg = _put(plan, plan.cfg, per_run=False)
-    return plan.fns.init(keys, cfg, plan.counts(0), plan.layout), cfg
+    state, first = plan.fns.start(keys, cfg, plan.counts(0), plan.layout)
+    return state, first, cfg
 
 
 # --------------------------------------------------------------------------- resume
@@ -663,8 +667,7 @@ def _run(
     block_size,
 ) -> Trajectory:  # fmt: skip
     plan = _plan(model, cfg, grid, steps, seeds, every, key, chunk, devices, block_size)
-    state, run_cfg = _place(plan)
-    first = plan.fns.observe(state, run_cfg, plan.counts(0), plan.layout)
+    state, first, run_cfg = _place(plan)
     first = {
         k: np.expand_dims(plan.leading(v), len(plan.lead)) for k, v in first.items()
     }

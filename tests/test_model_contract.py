@@ -485,7 +485,7 @@ def test_new_float_hyperparameters_do_not_recompile(name):
         )
     # The engine's jitted programs for this model (as in tests/test_engine.py).
     compiled = cj.simulate.__globals__["_compiled"](model)
-    programs = {p: getattr(compiled, p) for p in ("init", "observe", "advance")}
+    programs = {p: getattr(compiled, p) for p in ("start", "advance")}
     _run(model, cfg)
     before = {p: f._cache_size() for p, f in programs.items()}
     _run(model, cfg.replace(**NEW_FLOATS[name]))
