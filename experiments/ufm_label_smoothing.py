@@ -13,6 +13,7 @@ import numpy as np
 
 import collapse_jax as cj
 from collapse_jax import plotting
+from collapse_jax.experiments._converged import converged_atol
 from collapse_jax.models import ufm
 from collapse_jax.report import Result
 from collapse_jax.theory import ufm as theory
@@ -65,12 +66,6 @@ class _Recorded:
         return {name: metrics[name] for name in self.KEEP}
 
 
-def _atol(prediction):
-    """ATOL for every limit, and GRAD_TOL on the gradient norm (predicted 0), so the
-    agreement itself certifies the convergence the ATOL argument rests on."""
-    return {name: GRAD_TOL if name == "grad_norm" else ATOL for name in prediction}
-
-
 def run(quick: bool = True) -> Result:
     sizes = (
         dict(num_classes=4, dim=4, per_class=3)
@@ -103,7 +98,9 @@ def run(quick: bool = True) -> Result:
         for loss in ("ls", "maxsup"):
             cfg = base.replace(loss=loss)
             tr = cj.sweep(model, cfg, grid, seeds=seeds, steps=steps, every=steps)
-            agreements[loss] = cj.compare(tr, prediction, atol=_atol(prediction))
+            agreements[loss] = cj.compare(
+                tr, prediction, atol=converged_atol(prediction, ATOL, GRAD_TOL)
+            )
             divergences += list(tr.divergences)
             for name, _ in PANELS:
                 mean, se = tr.mean(name)[:, -1], tr.se(name)[:, -1]

@@ -14,6 +14,7 @@ import numpy as np
 
 import collapse_jax as cj
 from collapse_jax import plotting
+from collapse_jax.experiments._converged import converged_atol
 from collapse_jax.models import ufm
 from collapse_jax.report import Result
 from collapse_jax.theory import ufm as theory
@@ -47,12 +48,6 @@ def _label_eigenvalue(s_w, cfg):
     return K * (sigma + N * np.sqrt(cfg.lambda_w * cfg.lambda_h)) ** 2 / N
 
 
-def _atol(prediction):
-    """ATOL for every limit, and GRAD_TOL on the gradient norm (predicted 0), so the
-    agreement itself certifies the convergence the ATOL argument rests on."""
-    return {name: GRAD_TOL if name == "grad_norm" else ATOL for name in prediction}
-
-
 def run(quick: bool = True) -> Result:
     sizes = (
         dict(num_classes=4, dim=4, per_class=3)
@@ -69,7 +64,9 @@ def run(quick: bool = True) -> Result:
         tr = cj.sweep(ufm, cfg, grid, seeds=seeds, steps=steps, every=steps)
         grid_cfg, _ = cj.expand_grid(cfg, grid)
         prediction = jax.jit(jax.vmap(theory.predict))(grid_cfg)
-        agreement = cj.compare(tr, prediction, atol=_atol(prediction))
+        agreement = cj.compare(
+            tr, prediction, atol=converged_atol(prediction, ATOL, GRAD_TOL)
+        )
         fine = np.geomspace(0.02, 50.0, 120)
         fine_cfg, _ = cj.expand_grid(cfg, {"mixup_alpha": fine})
         curve = jax.jit(jax.vmap(_curves))(fine_cfg)

@@ -10,6 +10,7 @@ import numpy as np
 
 import collapse_jax as cj
 from collapse_jax import plotting
+from collapse_jax.experiments._converged import converged_atol
 from collapse_jax.models import linear_vae as m
 from collapse_jax.report import Result
 from collapse_jax.theory import linear_vae as th
@@ -38,7 +39,7 @@ METRICS = ("kl", "decoder_norms", "encoder_variances", "active", "loss")
 def _agreement(traj):
     pred = jax.vmap(th.predict)(traj.cfg)
     prediction = {name: pred[name] for name in METRICS + ("grad_norm",)}
-    atol = {name: ATOL for name in METRICS} | {"grad_norm": GRAD_TOL}
+    atol = converged_atol(prediction, ATOL, GRAD_TOL)
     return cj.compare(traj, prediction, z=0.0, atol=atol, at="final"), pred
 
 
