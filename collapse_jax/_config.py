@@ -100,6 +100,27 @@ def to_jsonable(value: Any) -> Any:
     return [to_jsonable(v) for v in arr.tolist()]
 
 
+class ClassSizes:
+    """Class-size properties of a Config with ``num_classes`` and ``per_class``
+    (one int, or one count per class, as ``check_per_class`` returns it)."""
+
+    @property
+    def counts(self) -> tuple[int, ...]:
+        """Samples per class, ``K`` ints."""
+        if isinstance(self.per_class, tuple):
+            return self.per_class
+        return (self.per_class,) * self.num_classes
+
+    @property
+    def num_samples(self) -> int:
+        return sum(self.counts)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """``[N]`` class of each sample, sorted by class."""
+        return np.repeat(np.arange(self.num_classes), self.counts)
+
+
 def check_per_class(name: str, value: Any, num_classes: int) -> int | tuple[int, ...]:
     """Validates samples per class (one int, or one count per class); returns it
     normalised (a tuple of ints when per class)."""

@@ -24,6 +24,7 @@ from flax import struct
 
 from collapse_jax import metrics as M
 from collapse_jax._config import (
+    ClassSizes,
     check_choice,
     check_dtype,
     check_int,
@@ -35,7 +36,7 @@ __all__ = ["Config", "State", "init", "loss", "observe", "step"]
 
 
 @struct.dataclass
-class Config:
+class Config(ClassSizes):
     """Deep linear UFM hyperparameters. Sizes and code paths are static; floats sweep."""
 
     num_classes: int = struct.field(pytree_node=False, default=4)
@@ -80,22 +81,6 @@ class Config:
         check_range("lambda_h", self.lambda_h, 0.0, low_open=True)
         check_range("lr", self.lr, 0.0, low_open=True)
         check_range("init_scale", self.init_scale, 0.0, low_open=True)
-
-    @property
-    def counts(self) -> tuple[int, ...]:
-        """Samples per class, ``K`` ints."""
-        if isinstance(self.per_class, tuple):
-            return self.per_class
-        return (self.per_class,) * self.num_classes
-
-    @property
-    def num_samples(self) -> int:
-        return sum(self.counts)
-
-    @property
-    def labels(self) -> np.ndarray:
-        """``[N]`` class of each column of H (sorted by class)."""
-        return np.repeat(np.arange(self.num_classes), self.counts)
 
     @property
     def layer_scales(self) -> np.ndarray:

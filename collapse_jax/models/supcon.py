@@ -29,6 +29,7 @@ from flax import struct
 
 from collapse_jax import metrics as M
 from collapse_jax._config import (
+    ClassSizes,
     check_choice,
     check_dtype,
     check_int,
@@ -40,7 +41,7 @@ __all__ = ["Config", "State", "embeddings", "init", "loss", "observe", "step"]
 
 
 @struct.dataclass
-class Config:
+class Config(ClassSizes):
     """Sizes, class counts and code paths are static; ``temperature`` and ``lr``
     sweep."""
 
@@ -71,22 +72,6 @@ class Config:
         check_dtype("dtype", self.dtype)
         check_range("temperature", self.temperature, 0.0, low_open=True)
         check_range("lr", self.lr, 0.0, low_open=True)
-
-    @property
-    def counts(self) -> tuple[int, ...]:
-        """Samples per class, ``K`` ints."""
-        if isinstance(self.per_class, tuple):
-            return self.per_class
-        return (self.per_class,) * self.num_classes
-
-    @property
-    def num_samples(self) -> int:
-        return sum(self.counts)
-
-    @property
-    def labels(self) -> np.ndarray:
-        """``[N]`` class of each row of ``u`` (sorted by class)."""
-        return np.repeat(np.arange(self.num_classes), self.counts)
 
 
 class State(NamedTuple):

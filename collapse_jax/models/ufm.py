@@ -42,6 +42,7 @@ from flax import struct
 
 from collapse_jax import metrics as M
 from collapse_jax._config import (
+    ClassSizes,
     check_choice,
     check_dtype,
     check_int,
@@ -56,7 +57,7 @@ SOFTMAX_LOSSES = ("ce", "ls", "maxsup")
 
 
 @struct.dataclass
-class Config:
+class Config(ClassSizes):
     """UFM hyperparameters. Sizes and code paths are static; floats can be swept."""
 
     num_classes: int = struct.field(pytree_node=False, default=4)
@@ -114,22 +115,6 @@ class Config:
                 f"num_samples={self.num_samples}): the inputs' class means form a "
                 "K-frame and their whitened within-class noise spans all of R^dim"
             )
-
-    @property
-    def counts(self) -> tuple[int, ...]:
-        """Samples per class, ``K`` ints."""
-        if isinstance(self.per_class, tuple):
-            return self.per_class
-        return (self.per_class,) * self.num_classes
-
-    @property
-    def num_samples(self) -> int:
-        return sum(self.counts)
-
-    @property
-    def labels(self) -> np.ndarray:
-        """``[N]`` class of each sample (sorted by class)."""
-        return np.repeat(np.arange(self.num_classes), self.counts)
 
     @property
     def num_columns(self) -> int:
