@@ -125,60 +125,46 @@ def run(quick: bool = True) -> Result:
 def plot(result: Result):
     a = result.arrays
     fig, axes = plotting.figure(ncols=2, width=4.4)
-    ax = axes[0, 0]
     x = np.asarray(a["ratio"])
-    plotting.simulation_band(
-        ax,
-        x,
-        a["instance/entropy"],
-        a["instance/entropy_se"],
-        marker="o",
-        label="instance level (fitted reward)",
+    panels = (
+        (
+            "entropy",
+            "sharpening law",
+            (a["reference_entropy"], "reference H(p_ref)"),
+            "entropy of the item marginal (nats)",
+            "policy entropy after KL-regularised NPG",
+        ),
+        (
+            "mode_mass",
+            "1 / H_{M,1+α/β}",
+            (a["p_ref"][0], "reference p_ref(1)"),
+            "mode mass  max_k π(k)",
+            "probability of the most typical item",
+        ),
     )
-    ax.plot(x, a["verbalized/entropy"], "s", color="C1", label="verbalized lists")
-    plotting.theory_line(
-        ax, a["fine_ratio"], a["theory/instance_entropy"], label="sharpening law"
-    )
-    plotting.theory_line(
-        ax,
-        a["fine_ratio"],
-        a["theory/verbalized_entropy"],
-        label="list enumeration",
-        ls=":",
-    )
-    ax.axhline(a["reference_entropy"], color="0.5", lw=1, label="reference H(p_ref)")
-    ax.set(
-        xlabel="typicality weight / KL weight  α/β",
-        ylabel="entropy of the item marginal (nats)",
-        title="policy entropy after KL-regularised NPG",
-    )
-    ax.legend(fontsize=7)
-
-    ax = axes[0, 1]
-    plotting.simulation_band(
-        ax,
-        x,
-        a["instance/mode_mass"],
-        a["instance/mode_mass_se"],
-        marker="o",
-        label="instance level (fitted reward)",
-    )
-    ax.plot(x, a["verbalized/mode_mass"], "s", color="C1", label="verbalized lists")
-    plotting.theory_line(
-        ax, a["fine_ratio"], a["theory/instance_mode_mass"], label="1 / H_{M,1+α/β}"
-    )
-    plotting.theory_line(
-        ax,
-        a["fine_ratio"],
-        a["theory/verbalized_mode_mass"],
-        label="list enumeration",
-        ls=":",
-    )
-    ax.axhline(a["p_ref"][0], color="0.5", lw=1, label="reference p_ref(1)")
-    ax.set(
-        xlabel="typicality weight / KL weight  α/β",
-        ylabel="mode mass  max_k π(k)",
-        title="probability of the most typical item",
-    )
-    ax.legend(fontsize=7)
+    for ax, (metric, law, (ref, ref_label), ylabel, title) in zip(
+        axes[0], panels, strict=True
+    ):
+        plotting.simulation_band(
+            ax,
+            x,
+            a[f"instance/{metric}"],
+            a[f"instance/{metric}_se"],
+            marker="o",
+            label="instance level (fitted reward)",
+        )
+        ax.plot(x, a[f"verbalized/{metric}"], "s", color="C1", label="verbalized lists")
+        plotting.theory_line(
+            ax, a["fine_ratio"], a[f"theory/instance_{metric}"], label=law
+        )
+        plotting.theory_line(
+            ax,
+            a["fine_ratio"],
+            a[f"theory/verbalized_{metric}"],
+            label="list enumeration",
+            ls=":",
+        )
+        ax.axhline(ref, color="0.5", lw=1, label=ref_label)
+        ax.set(xlabel="typicality weight / KL weight  α/β", ylabel=ylabel, title=title)
+        ax.legend(fontsize=7)
     return fig
