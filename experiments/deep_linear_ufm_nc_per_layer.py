@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from collapse_jax import compare, simulate
+from collapse_jax import compare, plotting, simulate
 from collapse_jax.models import deep_linear_ufm as model
-from collapse_jax.plotting import figure, simulation_band, theory_line
 from collapse_jax.report import Result
 from collapse_jax.theory import deep_linear_ufm as theory
 
@@ -77,42 +76,45 @@ def run(quick: bool = True) -> Result:
 
 
 def plot(result: Result):
-    fig, axes = figure(ncols=3, width=3.9)
+    fig, axes = plotting.figure(ncols=3, width=3.9)
     ax = axes[0, 0]
+    ax.set_yscale("log")  # before the bands, so they are drawn as log-scale intervals
     steps = result.arrays["L3/steps"]
     mean, se = result.arrays["L3/nc1_mean"], result.arrays["L3/nc1_se"]
     for l in range(mean.shape[1]):
-        # on the log axis the ±2 SE band is clipped at 10% of the mean
-        band = np.minimum(se[:, l], 0.45 * mean[:, l])
-        simulation_band(ax, steps, mean[:, l], band, label=f"layer {l}")
-    ax.set_yscale("log")
+        plotting.simulation_band(ax, steps, mean[:, l], se[:, l], label=f"layer {l}")
+    plotting.theory_zero(ax, label="theory = 0, off the axis")
     ax.set_xlabel("GD step")
     ax.set_ylabel("NC1 (depth 3)")
     ax.set_title("NC1 → 0 at every layer")
-    ax.legend(fontsize=8)
+    plotting.legend(ax)
     ax = axes[0, 1]
     for depth in _DEPTHS:
         m, s = result.arrays[f"L{depth}/norm_mean"], result.arrays[f"L{depth}/norm_se"]
         layers = np.arange(len(m))
-        color = simulation_band(ax, layers, m, s, marker="o", label=f"L={depth}")
-        del color
-        theory_line(
+        plotting.simulation_band(ax, layers, m, s, marker="o", label=f"L={depth}")
+        # a marker too: depth 1 has a single layer, which a line alone does not show
+        plotting.theory_line(
             ax,
             layers,
             result.arrays[f"L{depth}/norm_theory"],
+            marker="x",
             label="theory" if depth == _DEPTHS[-1] else None,
         )
     ax.set_xlabel("layer l (features entering W_{l+1})")
     ax.set_ylabel("class-mean norm")
     ax.set_title("norms vs closed form")
-    ax.legend(fontsize=8)
+    plotting.legend(ax)
     ax = axes[0, 2]
     for depth in _DEPTHS:
         m, s = result.arrays[f"L{depth}/etf_mean"], result.arrays[f"L{depth}/etf_se"]
-        simulation_band(ax, np.arange(len(m)), m, s, marker="o", label=f"L={depth}")
+        layers = np.arange(len(m))
+        plotting.simulation_band(ax, layers, m, s, marker="o", label=f"L={depth}")
     ax.axhline(0.0, color="k", ls="--", lw=1.2, label="theory (ETF)")
     ax.set_xlabel("layer l")
     ax.set_ylabel("distance to simplex ETF")
     ax.set_title("ETF geometry per layer")
-    ax.legend(fontsize=8)
+    plotting.legend(ax)
+    for ax in axes[0, 1:]:
+        plotting.integer_ticks(ax, "x")
     return fig

@@ -23,12 +23,12 @@ TITLE = (
 
 # Float64 runs to ‖∇f‖ < 1e-11; as in ufm_mse, 1e-8 bounds the distance to the limit.
 ATOL = 1e-8
-PANELS = (
-    ("nc2_h", "NC2  class means vs ETF", True),
-    ("nc2_w", "NC2  classifier vs ETF", True),
-    ("w_norm", "‖w_k‖ (mean over k)", False),
-    ("h_norm", "‖h_k‖ (mean over k)", False),
-    ("loss", "regularised loss", False),
+PANELS = (  # metric, title, y label, log axis
+    ("nc2_h", "NC2: class means vs ETF", "‖MMᵀ/‖MMᵀ‖ − E/‖E‖‖ (E: ETF Gram)", True),
+    ("nc2_w", "NC2: classifier vs ETF", "‖WWᵀ/‖WWᵀ‖ − E/‖E‖‖", True),
+    ("w_norm", "classifier norms", "‖w_k‖ (mean over k)", False),
+    ("h_norm", "feature norms", "‖h_k‖ (mean over k)", False),
+    ("loss", "regularised loss", "CE + weight decay", False),
 )
 
 
@@ -47,7 +47,7 @@ def run(quick: bool = True) -> Result:
         prediction = theory.predict(cfg)
         agreement = cj.compare(tr, prediction, atol=ATOL)
     arrays = {"steps": tr.steps, "margin": theory.ce_logit_margin(cfg)}
-    for name, _, _ in PANELS:
+    for name, *_ in PANELS:
         mean, se = tr.mean(name), tr.se(name)
         if mean.ndim == 2:
             mean, se = mean.mean(axis=1), se.mean(axis=1)
@@ -72,18 +72,24 @@ def run(quick: bool = True) -> Result:
 def plot(result: Result):
     a = result.arrays
     fig, axes = plotting.figure(ncols=len(PANELS), width=3.4)
-    for ax, (name, title, log) in zip(axes[0], PANELS, strict=True):
+    for ax, (name, title, ylabel, log) in zip(axes[0], PANELS, strict=True):
         steps = a["steps"]
+        if log:  # before the band, so it is drawn as a log-scale interval
+            ax.set_yscale("log")
         plotting.simulation_band(
             ax, steps, a[f"{name}/mean"], a[f"{name}/se"], label="simulation"
         )
         limit = float(a[f"{name}/theory"])
-        if not (log and limit <= 1e-12):  # an ETF distance of 0 is off a log axis
+        if log and limit < ATOL:  # an ETF distance of 0 is off a log axis
+            plotting.theory_zero(ax, label="theory = 0, off the axis")
+        else:
             plotting.theory_line(ax, steps, np.full(len(steps), limit))
-        if log:
-            ax.set_yscale("log")
-        ax.set_xscale("symlog", linthresh=100)
+        # steps start at 0 and span decades: linear up to one record, log beyond;
+        # the left limit 0 keeps autoscaling from adding a negative decade
+        ax.set_xscale("symlog", linthresh=max(float(steps[1]), 1.0))
+        ax.set_xlim(0, float(steps[-1]))
         ax.set_title(title, fontsize=10)
-        ax.set_xlabel("step")
-    axes[0, 2].legend(fontsize=8)
+        ax.set_xlabel("GD step")
+        ax.set_ylabel(ylabel)
+        plotting.legend(ax)
     return fig
