@@ -14,8 +14,9 @@ from collapse_jax import _runtime  # noqa: E402
 # Before anything creates JAX's backends: one host device per core (see _runtime).
 _runtime.use_every_cpu_core()
 
-from collapse_jax._config import config_to_dict  # noqa: E402
+from collapse_jax import config  # noqa: E402
 from collapse_jax.compare import Agreement, MetricAgreement, compare  # noqa: E402
+from collapse_jax.config import ConfigError, config_to_dict  # noqa: E402
 from collapse_jax.multihost import gather_processes, process_seeds  # noqa: E402
 from collapse_jax.simulate import (  # noqa: E402
     DivergenceWarning,
@@ -29,11 +30,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Agreement",
+    "ConfigError",
     "Divergence",
     "DivergenceWarning",
     "MetricAgreement",
     "Trajectory",
     "compare",
+    "config",
     "config_to_dict",
     "expand_grid",
     "gather_processes",
