@@ -14,7 +14,8 @@ generation n's fit and refits mean and covariance (Shumailov et al. 2023, arXiv
               arXiv 2502.18049).
 
 Covariance is fitted in full or diagonal; the estimator divides the scatter matrix by
-M−1 (``unbiased``) or M (``mle``).
+M−1 (``unbiased``) or M (``mle``). ``check_steps`` refuses runs longer than the
+``accumulate`` pool before they start.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from flax import struct
 
 from collapse_jax._config import check_choice, check_dtype, check_int, check_range
 
-__all__ = ["Config", "State", "init", "observe", "step"]
+__all__ = ["Config", "State", "check_steps", "init", "observe", "step"]
 
 
 @struct.dataclass
@@ -40,8 +41,9 @@ class Config:
       estimator: ``"unbiased"`` (scatter / (M−1)) or ``"mle"`` (scatter / M).
       policy: ``"replace"``, ``"accumulate"`` or ``"mix"``.
       covariance: ``"full"`` or ``"diagonal"`` fit.
-      max_generations: capacity of the ``accumulate`` pool; generations past it
-        make every metric NaN (the engine reports them as diverged).
+      max_generations: capacity of the ``accumulate`` pool; ``check_steps`` refuses
+        longer runs, and a generation past it called directly makes every metric
+        NaN rather than overwrite data.
       real_fraction: w in [0, 1], weight of the fresh real data under ``mix``.
       dtype: ``"float32"`` or ``"float64"``.
     """
@@ -66,6 +68,20 @@ class Config:
         check_int("max_generations", self.max_generations, 1)
         check_dtype("dtype", self.dtype)
         check_range("real_fraction", self.real_fraction, 0.0, 1.0)
+
+
+def check_steps(cfg: Config, steps: int) -> None:
+    """Raises ``ValueError`` if ``steps`` generations overflow the ``accumulate`` pool.
+
+    The pool holds ``max_generations * samples`` rows, one block per generation; the
+    other policies keep no pool and accept any ``steps``.
+    """
+    if cfg.policy == "accumulate" and steps > cfg.max_generations:
+        raise ValueError(
+            f"steps={steps} exceeds max_generations={cfg.max_generations}: the "
+            "accumulate pool holds that many generations; raise max_generations "
+            f"to at least {steps}"
+        )
 
 
 class State(NamedTuple):
@@ -145,11 +161,13 @@ def observe(state: State, cfg: Config) -> dict[str, jax.Array]:
     """Fit of the current generation against the original N(0, I_d).
 
     Returns:
-      ``mean`` ([d]), ``mean_sq`` (‖μ‖²), ``variance`` (tr Σ), ``log_det``
-      (log det Σ), ``w2_sq`` and ``w2`` (squared and plain Wasserstein-2 distance
-      to N(0, I_d): ‖μ‖² + tr Σ + d − 2 tr Σ^{1/2}); all scalars but ``mean``.
+      ``mean`` ([d]), ``mean_sq`` (‖μ‖²), ``variance`` (tr Σ), ``cov_err_sq``
+      (‖Σ − I‖_F²), ``log_det`` (log det Σ), ``w2_sq`` and ``w2`` (squared and
+      plain Wasserstein-2 distance to N(0, I_d): ‖μ‖² + tr Σ + d − 2 tr Σ^{1/2});
+      all scalars but ``mean``.
     """
     mu, cov = state.mean, state.cov
+    eye = jnp.eye(cfg.dim, dtype=cov.dtype)
     eig = jnp.linalg.eigvalsh(cov)
     mean_sq = jnp.sum(mu**2)
     variance = jnp.trace(cov)
@@ -158,6 +176,7 @@ def observe(state: State, cfg: Config) -> dict[str, jax.Array]:
         "mean": mu,
         "mean_sq": mean_sq,
         "variance": variance,
+        "cov_err_sq": jnp.sum((cov - eye) ** 2),
         "log_det": jnp.sum(jnp.log(eig)),
         "w2_sq": w2_sq,
         "w2": jnp.sqrt(jnp.maximum(w2_sq, 0)),

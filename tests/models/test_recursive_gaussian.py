@@ -31,7 +31,7 @@ def test_observe_shapes_and_finite(policy, covariance):
         state = m.step(state, cfg)
     out = m.observe(state, cfg)
     assert out["mean"].shape == (3,)
-    for name in ("mean_sq", "variance", "log_det", "w2_sq", "w2"):
+    for name in ("mean_sq", "variance", "cov_err_sq", "log_det", "w2_sq", "w2"):
         assert out[name].shape == ()
         assert out[name].dtype == jnp.float32
     chex.assert_tree_all_finite(out)
@@ -71,12 +71,25 @@ def test_mix_with_zero_real_weight_equals_replace():
     np.testing.assert_allclose(sa.cov, sb.cov, rtol=1e-12)
 
 
-def test_accumulate_past_capacity_reports_nan_not_garbage():
+def test_check_steps_refuses_runs_past_the_accumulate_pool():
     cfg = _cfg(policy="accumulate", max_generations=2)
-    with pytest.warns(cj.DivergenceWarning):
-        tr = cj.simulate(m, cfg, seeds=2, steps=3)
-    assert np.all(np.isfinite(tr["variance"][:, :3]))
-    assert np.all(np.isnan(tr["variance"][:, 3]))
+    m.check_steps(cfg, 2)  # exactly the capacity: fine
+    # The message names both the capacity and the length asked for.
+    with pytest.raises(ValueError, match=r"steps=3 exceeds max_generations=2"):
+        m.check_steps(cfg, 3)
+    # Policies without a pool accept any length.
+    m.check_steps(_cfg(policy="replace", max_generations=2), 1000)
+    m.check_steps(_cfg(policy="mix", max_generations=2), 1000)
+
+
+def test_accumulate_step_past_capacity_gives_nan_not_garbage():
+    # Stepping by hand past the pool (no engine check) must not overwrite data.
+    cfg = _cfg(policy="accumulate", max_generations=2)
+    state = m.init(jax.random.PRNGKey(5), cfg)
+    for _ in range(2):
+        state = m.step(state, cfg)
+    assert np.all(np.isfinite(state.cov))
+    assert np.all(np.isnan(m.step(state, cfg).cov))
 
 
 def test_swept_real_fraction_equals_separate_runs():
