@@ -11,6 +11,12 @@ and renormalises (tail cutting), ``narrow`` is Zipf with a larger exponent β'
 (tail narrowing), and π = ``clean_fraction`` is the share of clean data mixed in
 (Dohmatob et al. 2024, "A Tale of Tails", arXiv 2402.07043, Secs. 2–4).
 
+Over ``generations`` = n rounds of AI data the generator is itself trained on the
+previous round: g_0 = p, g_j = π·p + (1 − π)·A(g_{j−1}), q = g_n, where A cuts g to
+its top k ranks (``cut``) or sharpens it, A(g) ∝ g^{β'/β} (``narrow``: temperature
+β/β' < 1, so one round turns p into Zipf(β')). n = 1 is the single round above,
+n = 0 clean training data.
+
 One step adds ``batch`` training tokens, so after t steps T = t·batch. The test error is
 recorded exactly given the learner: P_{i~p}(i unseen) = Σ_i p_i·1[i unseen].
 """
@@ -40,13 +46,16 @@ class Config:
       beta: Zipf exponent β > 1 of the real data.
       cut_rank: k >= 1 for ``cut`` (k >= N means no cut).
       narrow_beta: β' > 1 for ``narrow``.
-      clean_fraction: π in [0, 1], share of clean (real) training tokens.
+      clean_fraction: π in [0, 1], share of clean (real) training tokens, mixed
+        in at every generation.
+      generations: n >= 0 rounds of AI data between p and the learner's data.
       dtype: ``"float32"`` or ``"float64"``.
     """
 
     vocab: int = struct.field(pytree_node=False, default=2000)
     batch: int = struct.field(pytree_node=False, default=10)
     source: str = struct.field(pytree_node=False, default="cut")
+    generations: int = struct.field(pytree_node=False, default=1)
     dtype: str = struct.field(pytree_node=False, default="float32")
     beta: float = 1.5
     cut_rank: float = 100.0
@@ -57,6 +66,7 @@ class Config:
         check_int("vocab", self.vocab, 2)
         check_int("batch", self.batch, 1)
         check_choice("source", self.source, ("cut", "narrow"))
+        check_int("generations", self.generations, 0)
         check_dtype("dtype", self.dtype)
         # β <= 1 is not a probability law on infinitely many tokens, and the scaling
         # law T^{−(1−1/β)} degenerates; the model is defined for β > 1 only.
@@ -75,16 +85,23 @@ class Config:
         return w / jnp.sum(w)
 
     def train_probs(self) -> jax.Array:
-        """``[N]`` training distribution q = π·p + (1 − π)·p'."""
-        p = self.test_probs()
+        """``[N]`` training distribution q = g_n after ``generations`` rounds."""
+        log_p = jnp.log(self.test_probs())
         r = self.ranks()
-        if self.source == "cut":
-            kept = jnp.where(r <= jnp.asarray(self.cut_rank, r.dtype), p, 0.0)
-        else:
-            kept = r ** (-jnp.asarray(self.narrow_beta, r.dtype))
-        synthetic = kept / jnp.sum(kept)
         pi = jnp.asarray(self.clean_fraction, r.dtype)
-        return pi * p + (1 - pi) * synthetic
+        gamma = jnp.asarray(self.narrow_beta, r.dtype) / jnp.asarray(self.beta, r.dtype)
+        keep = r <= jnp.asarray(self.cut_rank, r.dtype)
+
+        def one_round(_, log_g):
+            # Log domain: g^{γ} underflows after a few sharpening rounds otherwise.
+            if self.source == "cut":
+                log_a = jnp.where(keep, log_g, -jnp.inf)
+            else:
+                log_a = gamma * log_g
+            log_a = log_a - jax.scipy.special.logsumexp(log_a)
+            return jnp.logaddexp(jnp.log(pi) + log_p, jnp.log1p(-pi) + log_a)
+
+        return jnp.exp(jax.lax.fori_loop(0, self.generations, one_round, log_p))
 
 
 class State(NamedTuple):
