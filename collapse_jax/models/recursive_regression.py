@@ -27,7 +27,20 @@ sufficient statistics from their exact joint law instead of the ``T0 × d`` matr
 (``L_kk² ~ χ²(T0 − k)``, k = 0..d−1, ``L_kj ~ N(0, 1)`` below the diagonal) and
 ``Xᵀε = Σ^½ L z`` with ``z ~ N(0, I_d)`` (given X, ``Xᵀε ~ N(0, XᵀX)``). This is exact
 in distribution, costs O(d²) per fit whatever ``T0``, and lets ``T0`` and ``T`` be
-swept as pytree leaves. It needs ``T0 ≥ d`` and ``T ≥ d`` (no over-parametrised fits).
+swept as pytree leaves. It needs ``T0 ≥ d`` and ``T ≥ d``.
+
+Over-parametrised generators (``interpolate=True``, ``T0 ≤ d``; Dohmatob, Feng, Kempe
+2024, the ``T0 < d`` regime) draw the design itself: ``d`` Gaussian rows of which the
+first ``T0`` are kept and the rest zeroed, so ``T0`` stays a sweepable leaf. The fit
+is the kernel form of ridge, ``ŵ = Xᵀ(XXᵀ + T0 λ0 I)⁻¹ y`` on the kept rows (the
+zeroed rows get a unit diagonal and zero labels, which leaves the solution
+unchanged); at ``λ0 = 0`` it is the minimum-norm interpolator ``X⁺y``, the ``λ0 → 0⁺``
+limit of ridge. The downstream fit keeps the Wishart sampler (``T ≥ d``).
+
+The true weights may follow a power-law source, ``target_decay = a``:
+``w*_k = r u_k k^{-a/2} sqrt(d / Σ_j j^{-a})`` with ``u`` uniform on the unit sphere,
+so ``E w* w*ᵀ = r² diag(k^{-a}) / Σ_j j^{-a}`` (``a = 0``: ``w*`` uniform on the sphere
+of radius ``r``).
 """
 
 from __future__ import annotations
@@ -51,8 +64,8 @@ def _is_concrete(value) -> bool:
     return not isinstance(value, jax.core.Tracer)
 
 
-def _check_count(name: str, value, low: int) -> None:
-    """An integer-valued sample count ``>= low`` (a leaf: may be an array or tracer)."""
+def _check_count(name: str, value, low: int, high: float = np.inf, why: str = ""):
+    """An integer-valued sample count in ``[low, high]`` (a leaf: array or tracer)."""
     if not _is_concrete(value):
         return
     arr = np.asarray(value, dtype=float)
@@ -60,10 +73,12 @@ def _check_count(name: str, value, low: int) -> None:
         not np.all(np.isfinite(arr))
         or np.any(arr != np.round(arr))
         or np.any(arr < low)
+        or np.any(arr > high)
     ):
+        upper = "inf)" if high == np.inf else f"{int(high)}]"
         raise ValueError(
-            f"{name}={value!r} is out of range: allowed integers in [{low}, inf) "
-            f"(the fit needs at least dim={low} samples)"
+            f"{name}={value!r} is out of range: allowed integers in [{low}, {upper} "
+            f"({why})"
         )
 
 
@@ -75,10 +90,14 @@ class Config:
       dim: input dimension ``d``.
       policy: ``replace``, ``accumulate`` or ``mix`` (see the module docstring).
       fixed_design: reuse one ``T0 × d`` design for every generation.
+      interpolate: over-parametrised generators, ``T0 <= dim`` samples drawn as rows
+        and fitted in kernel form (minimum-norm interpolation at ``λ0 = 0``); not
+        with ``accumulate``.
       spectrum: ``isotropic`` (Σ = I) or ``power_law`` (s_k = k^-decay).
       dtype: ``float32`` or ``float64`` (needs ``jax_enable_x64``).
       samples: ``T``, downstream training-set size (integer-valued, ``>= dim``).
-      generator_samples: ``T0``, samples per generation (integer-valued, ``>= dim``).
+      generator_samples: ``T0``, samples per generation (integer-valued, ``>= dim``;
+        ``1..dim`` with ``interpolate``).
       noise: ``σ``, label noise of the downstream data.
       generator_noise: ``σ0``, label noise of every generation's data.
       ridge: ``λ`` of the downstream fit, ``1/T ‖Xv − y‖² + λ‖v‖²``; 0 is OLS.
@@ -86,11 +105,13 @@ class Config:
       real_weight: ``ω`` in [0, 1], weight of the real labels under ``mix``.
       signal: ``‖w*‖``.
       decay: power-law exponent of the spectrum (used by ``power_law``).
+      target_decay: ``a >= 0``, power-law source ``E w*_k² ∝ k^-a`` (0: isotropic).
     """
 
     dim: int = struct.field(pytree_node=False, default=10)
     policy: str = struct.field(pytree_node=False, default="replace")
     fixed_design: bool = struct.field(pytree_node=False, default=False)
+    interpolate: bool = struct.field(pytree_node=False, default=False)
     spectrum: str = struct.field(pytree_node=False, default="isotropic")
     dtype: str = struct.field(pytree_node=False, default="float32")
     samples: float = 100.0
@@ -102,6 +123,7 @@ class Config:
     real_weight: float = 0.5
     signal: float = 1.0
     decay: float = 1.0
+    target_decay: float = 0.0
 
     def __post_init__(self):
         for name in ("samples", "generator_samples"):  # counts are float leaves
@@ -111,10 +133,28 @@ class Config:
         check_int("dim", self.dim, 1)
         check_choice("policy", self.policy, ("replace", "accumulate", "mix"))
         check_choice("fixed_design", self.fixed_design, (True, False))
+        check_choice("interpolate", self.interpolate, (True, False))
+        if self.interpolate and self.policy == "accumulate":
+            raise ValueError(
+                "interpolate=True with policy='accumulate': allowed policies with "
+                "interpolate are 'replace' and 'mix' (accumulated blocks outgrow dim)"
+            )
         check_choice("spectrum", self.spectrum, ("isotropic", "power_law"))
         check_dtype("dtype", self.dtype)
-        _check_count("samples", self.samples, self.dim)
-        _check_count("generator_samples", self.generator_samples, self.dim)
+        need = f"the fit needs at least dim={self.dim} samples"
+        _check_count("samples", self.samples, self.dim, why=need)
+        if self.interpolate:
+            _check_count(
+                "generator_samples",
+                self.generator_samples,
+                1,
+                self.dim,
+                f"interpolate=True fits at most dim={self.dim} samples",
+            )
+        else:
+            _check_count(
+                "generator_samples", self.generator_samples, self.dim, why=need
+            )
         check_range("noise", self.noise, 0.0)
         check_range("generator_noise", self.generator_noise, 0.0)
         check_range("ridge", self.ridge, 0.0)
@@ -122,6 +162,7 @@ class Config:
         check_range("real_weight", self.real_weight, 0.0, 1.0)
         check_range("signal", self.signal, 0.0)
         check_range("decay", self.decay, 0.0)
+        check_range("target_decay", self.target_decay, 0.0)
 
 
 class State(NamedTuple):
@@ -131,7 +172,8 @@ class State(NamedTuple):
     gram: jax.Array  # [d, d] accumulated XᵀX (accumulate) — zeros otherwise
     moment: jax.Array  # [d] accumulated Xᵀy (accumulate) — zeros otherwise
     count: jax.Array  # () number of accumulated samples
-    design: jax.Array  # [d, d] fixed-design factor Σ^½ L (XᵀX = F Fᵀ); unused if fresh
+    design: jax.Array  # [d, d] fixed design: factor Σ^½ L (XᵀX = F Fᵀ), or the padded
+    # rows X with interpolate; unused if fresh
     generation: jax.Array  # () int32 n
 
 
@@ -254,14 +296,54 @@ def _fit(F, z, w_label, n, sigma, lam):
     return gram, moment, _ridge_solve(gram, moment, n * lam)
 
 
+def _kept_rows(cfg: Config, dtype) -> jax.Array:
+    """``[d]`` bool: the first ``T0`` of the ``d`` drawn rows are samples."""
+    return jnp.arange(cfg.dim, dtype=dtype) < jnp.asarray(cfg.generator_samples, dtype)
+
+
+def _draw_rows(key: jax.Array, cfg: Config, dtype):
+    """``(X, ε)``: ``[d, d]`` design of T0 rows ``N(0, Σ)`` then zero rows, ``[d]`` noise."""
+    d = cfg.dim
+    g = _normal(_signed_uniform(key, (d + 1, d), dtype))
+    keep = _kept_rows(cfg, dtype)
+    X = jnp.where(keep[:, None], g[:d] * _scales(cfg, dtype)[None, :], 0.0)
+    return X, jnp.where(keep, g[d], 0.0)
+
+
+def _fit_rows(X, eps, w_label, cfg: Config, sigma, lam):
+    """``Xᵀ(XXᵀ + T0 λ I)⁻¹ y`` for ``y = X w_label + σ ε`` on the kept rows of ``X``.
+
+    Padded rows are zero with zero labels; a unit diagonal there keeps the kernel
+    matrix invertible without changing the solution (it decouples those rows).
+    """
+    dtype = X.dtype
+    T0 = jnp.asarray(cfg.generator_samples, dtype)
+    y = X @ w_label + sigma * eps
+    pad = jnp.where(_kept_rows(cfg, dtype), T0 * lam, 1.0)
+    K = X @ X.T + jnp.diag(pad)
+    return X.T @ _ridge_solve(K, y, jnp.zeros((), dtype))
+
+
+def _true_weights(key: jax.Array, cfg: Config, dtype) -> jax.Array:
+    """``[d]`` w* (see the module docstring): E w*w*ᵀ = r² diag(k^-a) / Σ_j j^-a."""
+    d = cfg.dim
+    u = _normal(_signed_uniform(key, (d,), dtype))
+    a = jnp.asarray(cfg.target_decay, dtype)
+    tail = jnp.arange(1, d + 1, dtype=dtype) ** (-a)
+    shape = jnp.sqrt(tail * (d / jnp.sum(tail)))  # all ones at a = 0
+    return jnp.asarray(cfg.signal, dtype) * shape * u / jnp.linalg.norm(u)
+
+
 def init(key: jax.Array, cfg: Config) -> State:
-    """``w*`` uniform on the sphere of radius ``signal``; ``ŵ_0 = w*``."""
+    """``w*`` (uniform on the sphere of radius ``signal`` at ``target_decay=0``);
+    ``ŵ_0 = w*``."""
     dtype = jnp.dtype(cfg.dtype)
     d = cfg.dim
     k_w, k_design, k_run = jax.random.split(key, 3)
-    u = _normal(_signed_uniform(k_w, (d,), dtype))
-    w_true = jnp.asarray(cfg.signal, dtype) * u / jnp.linalg.norm(u)
-    if cfg.fixed_design:
+    w_true = _true_weights(k_w, cfg, dtype)
+    if cfg.fixed_design and cfg.interpolate:
+        design, _ = _draw_rows(k_design, cfg, dtype)
+    elif cfg.fixed_design:
         design, _ = _draw(k_design, cfg.generator_samples, cfg, dtype)
     else:
         design = jnp.zeros((d, d), dtype)
@@ -284,20 +366,32 @@ def step(state: State, cfg: Config) -> State:
     T0 = jnp.asarray(cfg.generator_samples, dtype)
     sigma0 = jnp.asarray(cfg.generator_noise, dtype)
     lam0 = jnp.asarray(cfg.generator_ridge, dtype)
-    if cfg.fixed_design:
-        F, z = state.design, _normal(_signed_uniform(sub, (cfg.dim,), dtype))
+    if cfg.interpolate:
+        X, eps = _draw_rows(sub, cfg, dtype)
+        if cfg.fixed_design:
+            X = state.design
+
+        def refit(w_label, sigma):
+            return _fit_rows(X, eps, w_label, cfg, sigma, lam0)
+
     else:
-        F, z = _draw(sub, T0, cfg, dtype)
+        if cfg.fixed_design:
+            F, z = state.design, _normal(_signed_uniform(sub, (cfg.dim,), dtype))
+        else:
+            F, z = _draw(sub, T0, cfg, dtype)
+
+        def refit(w_label, sigma):
+            return _fit(F, z, w_label, T0, sigma, lam0)[2]
+
     gram, moment, count = state.gram, state.moment, state.count
     if cfg.policy == "replace":
-        _, _, w_new = _fit(F, z, state.w_gen, T0, sigma0, lam0)
+        w_new = refit(state.w_gen, sigma0)
     elif cfg.policy == "mix":
         # ω y_r + (1−ω) y = X (ω w* + (1−ω) ŵ_n) + σ0 (ω ε_r + (1−ω) ε): the two
         # noises are independent, so the combined noise has std σ0 sqrt(ω² + (1−ω)²).
         omega = jnp.asarray(cfg.real_weight, dtype)
         target = omega * state.w_true + (1 - omega) * state.w_gen
-        scale = sigma0 * jnp.sqrt(omega**2 + (1 - omega) ** 2)
-        _, _, w_new = _fit(F, z, target, T0, scale, lam0)
+        w_new = refit(target, sigma0 * jnp.sqrt(omega**2 + (1 - omega) ** 2))
     else:  # accumulate: running sufficient statistics of every block so far
         g, m, _ = _fit(F, z, state.w_gen, T0, sigma0, lam0)
         gram, moment, count = gram + g, moment + m, count + T0
