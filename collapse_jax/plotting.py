@@ -68,19 +68,20 @@ def simulation_band(
     """Plots ``mean`` with a ± ``z``·SE band; returns the line's colour.
 
     ``x``, ``mean``, ``se``: ``[T]``. On a log y axis (``log=None`` reads the axis'
-    current scale, so set the scale first) the band is the delta-method interval of
-    ``log(mean)``, ``mean·exp(±z·SE/mean)``: positive wherever the mean is, so it never
-    reaches zero as ``mean − z·SE`` can. Points with ``mean ≤ 0`` have no place on a log
-    axis and are left out (a gap), not clipped to the axis floor.
+    current scale, so set the scale first) a band whose lower edge ``mean − z·SE``
+    reaches 0 is clipped one decade below the curve's smallest positive mean, where
+    it shows "consistent with 0" without stretching the axis towards 0; points with
+    ``mean ≤ 0`` have no place on a log axis and are left out (a gap), not drawn at
+    the axis floor.
     """
     x, mean, se = (np.asarray(a, dtype=float) for a in (x, mean, se))
+    low, high = mean - z * se, mean + z * se
     if _log_y(ax, log):
-        mean = np.where(mean > 0, mean, np.nan)
-        with np.errstate(invalid="ignore", over="ignore"):
-            factor = np.exp(z * se / mean)
-        low, high = mean / factor, mean * factor
-    else:
-        low, high = mean - z * se, mean + z * se
+        positive = mean > 0
+        floor = 0.1 * np.min(mean[positive]) if positive.any() else np.nan
+        mean = np.where(positive, mean, np.nan)
+        low = np.where(positive, np.maximum(low, floor), np.nan)
+        high = np.where(positive, high, np.nan)
     (line,) = ax.plot(
         x, mean, label=label, color=color, marker=marker, lw=1.4, **kwargs
     )
@@ -97,31 +98,29 @@ def theory_line(ax, x, y, *, label="theory", color="k", **kwargs):
     """
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if ax.get_yscale() == "log" and np.all(y <= 0):
-        theory_zero(ax, x, color=color, label=None if label is None else f"{label} = 0")
+        theory_zero(ax, color=color, label=None if label is None else f"{label} = 0")
         return
     kwargs.setdefault("ls", "--")
     kwargs.setdefault("lw", 1.2)
     ax.plot(x, y, color=color, label=label, zorder=5, **kwargs)
 
 
-def theory_zero(ax, x=None, *, label="theory = 0 (below the log axis)", color="k"):
-    """Marks a prediction of exactly 0 on a log y axis: arrows pointing down at the
-    bottom edge of the axes (at the positions ``x``, or the axis' middle), labelled
-    so the legend says where the theory lies."""
-    if x is None:
-        x = [np.mean(ax.get_xlim())]
-    x = np.asarray(x, dtype=float)
-    if x.size > 5:  # a few arrows say "everywhere" as well as one per point
-        x = np.linspace(x.min(), x.max(), 5)
+def theory_zero(
+    ax, *, label="theory = 0 (below the log axis)", color="k", y=0.04, n: int = 5
+):
+    """Marks a prediction of exactly 0 on a log y axis: ``n`` arrows pointing down,
+    evenly spaced along the bottom edge of the axes (``y`` in axes coordinates, so
+    they neither move the data limits nor bunch up on a log or symlog x axis),
+    labelled so the legend says where the theory lies."""
     ax.plot(
-        x,
-        np.full(x.shape, 0.04),
+        (np.arange(n) + 0.5) / n,
+        np.full(n, y),
         ls="none",
         marker="v",
         ms=7,
         color=color,
         label=label,
-        transform=ax.get_xaxis_transform(),  # x in data, y in axes coordinates
+        transform=ax.transAxes,
         clip_on=False,
         zorder=6,
     )
