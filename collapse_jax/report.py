@@ -61,7 +61,7 @@ _SCHEMA_PREFIX = "collapse_jax.results/"
 _REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 try:  # the shared atomic writer, where this version of the package has one
-    from collapse_jax._io import atomic_write_bytes as _atomic_write_bytes
+    from collapse_jax._io import atomic_write as _atomic_write_bytes
 except ImportError:
 
     def _atomic_write_bytes(path: str, data: bytes) -> None:
