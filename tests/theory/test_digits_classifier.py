@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 import collapse_jax as cj
-from collapse_jax.metrics import etf_gram
 from collapse_jax.models import digits_classifier as dc
 from collapse_jax.theory import digits_classifier as theory
 
