@@ -10,14 +10,65 @@ from typing import Any
 
 import numpy as np
 
-from collapse_jax.trajectory import atomic_write_text
+from collapse_jax._io import atomic_write
 
 _RUN_FILE = "run.json"
 _CHUNK = re.compile(r"^chunk_(\d{8})$")
 
 
 class CheckpointMismatchError(ValueError):
-    """The checkpoint directory belongs to a different run."""
+    """The checkpoint directory belongs to a different run.
+
+    ``differences`` maps each differing setting (a Config field by its name; ``seeds``,
+    ``steps``, ``every``, ``grid lr``, ...) to ``(checkpoint's value, this run's)``.
+    """
+
+    def __init__(
+        self, message: str, differences: dict[str, tuple[Any, Any]] | None = None
+    ):
+        super().__init__(message)
+        self.differences = differences or {}
+
+    def __reduce__(self):
+        return type(self), (str(self), self.differences)
+
+
+_MISSING = "<absent>"
+
+
+def _flatten(fingerprint: dict[str, Any]) -> dict[str, Any]:
+    """Config fields by their own names, grid axes as ``grid <field>``, the rest as
+    they are."""
+    out = {}
+    for key, value in fingerprint.items():
+        if key == "config" and isinstance(value, dict):
+            # A field named like a run setting keeps a prefix: no two share a name.
+            out.update(
+                {f"config {k}" if k in fingerprint else k: v for k, v in value.items()}
+            )
+        elif key == "grid" and isinstance(value, dict):
+            out.update({f"grid {k}": v for k, v in value.items()})
+        else:
+            out[key] = value
+    return out
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, list) and len(value) > 6:
+        head = ", ".join(repr(v) for v in value[:5])
+        return f"[{head}, ... ({len(value)} values)]"
+    return repr(value) if value is not _MISSING else value
+
+
+def differences(found: dict[str, Any], expected: dict[str, Any]) -> dict[str, tuple]:
+    """Setting -> ``(found, expected)`` for every setting that differs."""
+    a, b = _flatten(found), _flatten(expected)
+    keys = list(b) + [k for k in a if k not in b]
+    return {
+        k: (a.get(k, _MISSING), b.get(k, _MISSING))
+        for k in keys
+        if a.get(k, _MISSING) != b.get(k, _MISSING)
+    }
 
 
 def _checkpointer():
@@ -40,20 +91,19 @@ def prepare(directory: str, fingerprint: dict[str, Any]) -> None:
                 f"checkpoint {run_file} is unreadable ({err}); delete the directory "
                 "to start afresh"
             ) from err
-        differing = sorted(
-            k for k in set(expected) | set(found) if expected.get(k) != found.get(k)
-        )
-        if differing:
+        diff = differences(found, expected)
+        if diff:
             detail = "; ".join(
-                f"{k}: checkpoint has {found.get(k)!r}, this run has {expected.get(k)!r}"
-                for k in differing
+                f"{k}: {_short(old)} vs {_short(new)}" for k, (old, new) in diff.items()
             )
             raise CheckpointMismatchError(
                 f"checkpoint directory {directory} was written by a different run "
-                f"({detail}); use another directory or delete it"
+                f"(checkpoint vs this run: {detail}); use another directory or "
+                "delete it",
+                diff,
             )
     else:
-        atomic_write_text(run_file, json.dumps(expected, indent=1, sort_keys=True))
+        atomic_write(run_file, json.dumps(expected, indent=1, sort_keys=True))
 
 
 def latest(directory: str) -> int | None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from collapse_jax.trajectory import Trajectory
+from collapse_jax.trajectory import Trajectory, format_grid_point
 
 __all__ = ["Agreement", "MetricAgreement", "compare"]
 
@@ -18,9 +18,12 @@ class MetricAgreement:
     """How one metric's simulation mean compares with its prediction.
 
     ``tolerance = z * se + atol + rtol * |theory|`` elementwise (infinite where the
-    prediction is NaN, i.e. the theory says nothing there); the metric passes when
-    ``|mean - theory| <= tolerance`` at every compared point (every grid point, record
-    and component). ``worst`` is the largest ``|error| / tolerance``.
+    prediction is NaN, i.e. the theory says nothing there; with a single finite seed
+    there is no standard error and the tolerance is ``atol + rtol * |theory|``); the
+    metric passes when ``|mean - theory| <= tolerance`` at every compared point
+    (every grid point, record and component), and fails where no seed stayed finite.
+    ``worst`` is the largest ``|error| / tolerance``. For a sweep, ``grid`` holds the
+    ``[G]`` values of each swept field (the leading axis of the arrays).
     """
 
     metric: str
@@ -34,10 +37,41 @@ class MetricAgreement:
     z: float
     atol: float
     rtol: float
+    grid: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
-        return bool(np.all(np.abs(self.error) <= self.tolerance))
+        return bool(np.all(self._ok()))
+
+    def _ok(self) -> np.ndarray:
+        return np.abs(self.error) <= self.tolerance  # False where the mean is NaN
+
+    def _ratio(self) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.abs(self.error) / self.tolerance
+        return np.where(self.error == 0, 0.0, ratio)
+
+    def failed_points(self) -> list[str]:
+        """The grid points (by their values, ``"lr=0.1, lambda_w=0.01"``) where this
+        metric fails; for a simulation, ``["all"]`` if it fails at all."""
+        if not self.grid:
+            return [] if self.passed else ["all"]
+        size = len(next(iter(self.grid.values())))
+        bad = ~self._ok().reshape(size, -1).all(axis=1)
+        return [self.point(g) for g in np.flatnonzero(bad)]
+
+    def point(self, g: int) -> str:
+        """Grid point ``g`` named by its values."""
+        return format_grid_point({k: v[g] for k, v in self.grid.items()})
+
+    @property
+    def worst_point(self) -> str | None:
+        """The grid point of the largest ``|error| / tolerance`` (None: no grid)."""
+        if not self.grid:
+            return None
+        size = len(next(iter(self.grid.values())))
+        ratio = np.nan_to_num(self._ratio(), nan=np.inf).reshape(size, -1)
+        return self.point(int(np.argmax(ratio.max(axis=1))))
 
     @property
     def max_abs_error(self) -> float:
@@ -45,10 +79,7 @@ class MetricAgreement:
 
     @property
     def worst(self) -> float:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.abs(self.error) / self.tolerance
-        ratio = np.where(self.error == 0, 0.0, ratio)
-        return float(np.max(ratio))
+        return float(np.max(self._ratio()))
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready digest (scalars only)."""
@@ -57,13 +88,15 @@ class MetricAgreement:
             "at": self.at,
             "max_abs_error": self.max_abs_error,
             "max_theory": float(np.nanmax(np.abs(self.theory))),
-            "max_tolerance": float(np.max(self.tolerance[np.isfinite(self.tolerance)])),
+            "max_tolerance": _finite_max(self.tolerance),
             "worst_error_over_tolerance": self.worst,
             "n_seeds": self.n_seeds,
             "z": self.z,
             "atol": self.atol,
             "rtol": self.rtol,
             "passed": self.passed,
+            "worst_grid_point": self.worst_point,
+            "failed_grid_points": self.failed_points() if self.grid else [],
         }
 
 
@@ -84,27 +117,43 @@ class Agreement:
         return [m.summary() for m in self.metrics.values()]
 
     def table(self) -> str:
-        """A plain-text table: metric, max |error|, max tolerance, worst ratio, verdict."""
-        rows = [("metric", "at", "max |err|", "max tol", "err/tol", "seeds", "ok")]
+        """A plain-text table: metric, max |error|, max tolerance, worst ratio (and, for
+        a sweep, the grid point where it is worst), verdict; then, for a sweep, the
+        grid points where each failing metric fails."""
+        sweep = any(m.grid for m in self.metrics.values())
+        head = ("metric", "at", "max |err|", "max tol", "err/tol", "seeds", "ok")
+        rows = [head + (("worst at",) if sweep else ())]
         for m in self.metrics.values():
-            rows.append(
-                (
-                    m.metric,
-                    m.at,
-                    f"{m.max_abs_error:.3g}",
-                    f"{m.summary()['max_tolerance']:.3g}",
-                    f"{m.worst:.2f}",
-                    str(m.n_seeds),
-                    "pass" if m.passed else "FAIL",
-                )
+            row = (
+                m.metric,
+                m.at,
+                f"{m.max_abs_error:.3g}",
+                f"{m.summary()['max_tolerance']:.3g}",
+                f"{m.worst:.2f}",
+                str(m.n_seeds),
+                "pass" if m.passed else "FAIL",
             )
+            rows.append(row + ((m.worst_point or "",) if sweep else ()))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        return "\n".join(
-            "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows
-        )
+        lines = [
+            "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+            for r in rows
+        ]
+        for m in self.metrics.values():
+            if m.grid and not m.passed:
+                points = m.failed_points()
+                shown = "; ".join(points[:5])
+                more = f"; and {len(points) - 5} more" if len(points) > 5 else ""
+                lines.append(f"{m.metric} fails at {shown}{more}")
+        return "\n".join(lines)
 
     def __str__(self) -> str:
         return self.table()
+
+
+def _finite_max(x: np.ndarray) -> float:
+    finite = x[np.isfinite(x)]
+    return float(finite.max()) if finite.size else float("nan")
 
 
 def _per_metric(value, name, default):
@@ -152,6 +201,7 @@ def compare(
             )
         theory = np.asarray(theory, dtype=np.float64)
         mean, se = trajectory.mean(name), trajectory.se(name)
+        se = np.where(trajectory.count(name) == 1, 0.0, se)  # one seed: no SE
         final_shape = mean.shape[:time_axis] + mean.shape[time_axis + 1 :]
         fits_traj = theory.shape == mean.shape
         fits_final = theory.shape == final_shape
@@ -190,6 +240,7 @@ def compare(
             z=z,
             atol=a,
             rtol=r,
+            grid=dict(trajectory.grid),
         )
     if not out:
         raise ValueError("prediction is empty")

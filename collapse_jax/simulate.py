@@ -74,7 +74,11 @@ def simulate(
 
     Args:
       model: a module (or object) with ``init(key, cfg)``, ``step(state, cfg)`` and
-        ``observe(state, cfg) -> dict[str, Array]``.
+        ``observe(state, cfg) -> dict[str, Array]``. It may also define
+        ``check_steps(cfg, steps)``, called with the Config as given (for a sweep,
+        before the grid is laid over it) before anything is compiled: a model with
+        a capacity limit (a buffer preallocated for at most so many steps) raises
+        ``ValueError`` there, naming the field and the largest allowed ``steps``.
       cfg: the model's ``Config``.
       steps: number of ``step`` calls; a multiple of ``every``.
       seeds: a count ``S`` (seed ids ``0..S-1``) or explicit seed ids. A seed's numbers
@@ -91,7 +95,11 @@ def simulate(
         CPU, all runs at once on an accelerator. Never changes results.
 
     Returns:
-      A ``Trajectory`` with metrics ``[S, T, ...]``, ``T = steps // every + 1``.
+      A ``Trajectory`` with metrics ``[S, T, ...]``, ``T = steps // every + 1``, in
+      the order ``observe`` returns them. Runs that went NaN/inf are listed in
+      ``divergences`` (the earliest bad record, and the first metric in observe's
+      order bad there) with a ``DivergenceWarning``; ``all_diverged`` says whether
+      any run stayed finite.
     """
     return _run(
         model, cfg, {}, steps, seeds, every, key, chunk, progress, checkpoint_dir,
@@ -143,7 +151,6 @@ def expand_grid(cfg: Any, grid: Mapping[str, Sequence[float]]):
 
 def _grid_config(cfg: Any, grid: dict[str, Sequence[float]]):
     fields = {f.name: f for f in dataclasses.fields(cfg)}
-    dtype = jnp.dtype(getattr(cfg, "dtype", None) or jnp.zeros(()).dtype)
     columns = {}
     for name, values in grid.items():
         if name not in fields:
@@ -153,24 +160,36 @@ def _grid_config(cfg: Any, grid: dict[str, Sequence[float]]):
                 f"grid: {name!r} is a static field (it sets shapes or code paths) and "
                 "cannot be vmapped; run one sweep per value instead"
             )
-        values = np.asarray(values, dtype=np.float64)
+        try:
+            values = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise ValueError(
+                f"grid: {name!r} needs real numbers; got {values!r}"
+            ) from err
         if values.ndim != 1 or values.size == 0:
             raise ValueError(f"grid: {name!r} needs a non-empty 1-D list of values")
         columns[name] = values
     product = list(itertools.product(*columns.values()))
     flat = {n: np.array([p[i] for p in product]) for i, n in enumerate(columns)}
-    size = len(product)
+    return _grid_leaves(cfg, flat), flat
+
+
+def _grid_leaves(cfg: Any, flat: Mapping[str, np.ndarray]):
+    """``cfg`` with every pytree leaf on a grid axis ``[G]``: ``flat[name]`` for the
+    swept fields, the Config's own value broadcast for the others."""
+    size = len(next(iter(flat.values())))
+    dtype = jnp.dtype(getattr(cfg, "dtype", None) or jnp.zeros(()).dtype)
     # Every leaf gets the grid axis so one vmap maps the whole Config; float values
     # take the model's dtype so they never promote its state.
     leaves = {}
-    for name, field in fields.items():
+    for field in dataclasses.fields(cfg):
         if not field.metadata.get("pytree_node", True):
             continue
-        value = flat[name] if name in flat else getattr(cfg, name)
-        value = np.asarray(value)
+        name = field.name
+        value = np.asarray(flat[name] if name in flat else getattr(cfg, name))
         cast = dtype if value.dtype.kind == "f" else value.dtype
         leaves[name] = jnp.broadcast_to(jnp.asarray(value, cast), (size,))
-    return cfg.replace(**leaves), flat
+    return cfg.replace(**leaves)
 
 
 # --------------------------------------------------------------------------- compiled
@@ -334,6 +353,7 @@ def _compiled(model) -> _Compiled:
 class _Plan:
     model_name: str
     fns: _Compiled
+    metric_names: tuple[str, ...]  # observe's own order
     cfg: Any  # the Config; for a sweep, leaves with a leading grid axis [G]
     grid_values: dict[str, np.ndarray]
     seed_ids: np.ndarray
@@ -442,12 +462,21 @@ def _tree_bytes(tree) -> int:
     )
 
 
-_STATE_BYTES: dict[Any, int] = {}
+class _RunShapes(NamedTuple):
+    bytes: int  # one run's state plus one record
+    metrics: tuple[str, ...]  # the names observe returns, in its own order
 
 
-def _per_run_bytes(model, cfg, grid: bool) -> int:
-    """Bytes of one run's state plus one record, cached per model and Config shape
-    (evaluating the shapes traces ``init`` and ``observe``)."""
+_RUN_SHAPES: dict[Any, _RunShapes] = {}
+
+
+def _run_shapes(model, cfg, grid: bool) -> _RunShapes:
+    """Sizes and metric names of one run, cached per model and Config shape
+    (evaluating them traces ``init`` and ``observe``, compiling nothing).
+
+    The order is read from the dict ``observe`` builds while traced: JAX sorts dict
+    keys when it flattens them, so the compiled program's outputs come sorted.
+    """
     one_cfg = jax.tree.map(lambda x: x[0], cfg) if grid else cfg
     leaves, treedef = jax.tree.flatten(one_cfg)
     key = (
@@ -455,11 +484,19 @@ def _per_run_bytes(model, cfg, grid: bool) -> int:
         treedef,
         tuple((np.shape(x), jnp.result_type(x)) for x in leaves),
     )
-    if key not in _STATE_BYTES:
+    if key not in _RUN_SHAPES:
+        names: list[str] = []
+
+        def observe(state, c):
+            out = model.observe(state, c)
+            names[:] = list(out) if isinstance(out, Mapping) else []
+            return out
+
         state = jax.eval_shape(model.init, jax.random.PRNGKey(0), one_cfg)
-        record = jax.eval_shape(model.observe, state, one_cfg)
-        _STATE_BYTES[key] = max(1, _tree_bytes(state) + _tree_bytes(record))
-    return _STATE_BYTES[key]
+        record = jax.eval_shape(observe, state, one_cfg)
+        size = max(1, _tree_bytes(state) + _tree_bytes(record))
+        _RUN_SHAPES[key] = _RunShapes(size, tuple(names))
+    return _RUN_SHAPES[key]
 
 
 def _auto_block(model, cfg, grid: bool, runs: int, devices: int, platform: str) -> int:
@@ -473,7 +510,7 @@ def _auto_block(model, cfg, grid: bool, runs: int, devices: int, platform: str) 
     """
     if platform != "cpu":
         return math.ceil(runs / devices)
-    per_run = _per_run_bytes(model, cfg, grid)
+    per_run = _run_shapes(model, cfg, grid).bytes
     return max(1, min(_CPU_MAX_BLOCK, _CPU_BLOCK_BYTES // per_run))
 
 
@@ -482,6 +519,9 @@ def _plan(model, cfg, grid, steps, seeds, every, key, chunk, devices, block_size
     for attr in ("init", "step", "observe"):
         if not callable(getattr(model, attr, None)):
             raise TypeError(f"model must define {attr}(...); got {model!r}")
+    check_steps = getattr(model, "check_steps", None)
+    if check_steps is not None:
+        check_steps(cfg, steps)  # a model's capacity limits, before any compile
     grid_values: dict[str, np.ndarray] = {}
     if grid:
         cfg, grid_values = _grid_config(cfg, grid)
@@ -501,6 +541,7 @@ def _plan(model, cfg, grid, steps, seeds, every, key, chunk, devices, block_size
     return _Plan(
         model_name=getattr(model, "__name__", type(model).__qualname__),
         fns=_compiled(model),
+        metric_names=_run_shapes(model, cfg, bool(grid)).metrics,
         cfg=cfg,
         grid_values=grid_values,
         seed_ids=seed_ids,
@@ -636,17 +677,21 @@ def _advance(plan: _Plan, state, cfg, records, done, ckpt_dir, progress):
 
 def _assemble(plan: _Plan, records) -> Trajectory:
     axis = len(plan.lead)
-    metrics = {k: np.concatenate(v, axis=axis) for k, v in records.items()}
+    order = [k for k in plan.metric_names if k in records]
+    order += sorted(set(records) - set(order))
+    metrics = {k: np.concatenate(records[k], axis=axis) for k in order}
     step_index = np.arange(plan.records + 1) * plan.every
-    has_grid = bool(plan.grid_values)
-    divergences = _find_divergences(metrics, step_index, plan.seed_ids, has_grid)
+    divergences = _find_divergences(
+        metrics, step_index, plan.seed_ids, plan.grid_values
+    )
     if divergences:
         shown = "; ".join(str(d) for d in divergences[:5])
         more = f" (and {len(divergences) - 5} more)" if len(divergences) > 5 else ""
+        every = " (every run)" if len(divergences) == plan.runs else ""
         warnings.warn(
-            f"{plan.model_name}: {len(divergences)} run(s) diverged: {shown}{more}. "
-            "Their values are kept in the trajectory and left out of means and "
-            "comparisons.",
+            f"{plan.model_name}: {len(divergences)} run(s) diverged{every}: "
+            f"{shown}{more}. Their values are kept in the trajectory and left out of "
+            "means and comparisons.",
             DivergenceWarning,
             stacklevel=4,
         )
@@ -676,23 +721,33 @@ def _run(
     return _assemble(plan, records)
 
 
-def _find_divergences(metrics, step_index, seed_ids, has_grid) -> list[Divergence]:
-    lead = 2 if has_grid else 1
-    first_bad: dict[tuple[int, ...], tuple[int, str]] = {}
-    for name, values in metrics.items():
-        bad = ~np.isfinite(values)
-        bad = bad.reshape(bad.shape[: lead + 1] + (-1,)).any(axis=-1)
-        for idx in zip(*np.nonzero(bad.any(axis=-1)), strict=True):
-            t = int(np.argmax(bad[idx]))
-            if idx not in first_bad or t < first_bad[idx][0]:
-                first_bad[idx] = (t, name)
+def _find_divergences(metrics, step_index, seed_ids, grid_values) -> list[Divergence]:
+    """One Divergence per run that went non-finite: the earliest such record, and
+    the first metric (in ``metrics``' order, observe's own) non-finite there."""
+    lead = 2 if grid_values else 1
+    names = list(metrics)
+    # [M, *lead, T]: metric m of the run is non-finite somewhere at record t.
+    bad = np.stack(
+        [
+            np.logical_not(np.isfinite(v)).reshape(v.shape[: lead + 1] + (-1,)).any(-1)
+            for v in metrics.values()
+        ]
+    )
     out = []
-    for idx, (t, name) in sorted(first_bad.items()):
-        grid_index = int(idx[0]) if has_grid else None
-        seed = int(seed_ids[idx[-1]])
+    for idx in zip(*np.nonzero(bad.any(axis=(0, -1))), strict=True):
+        per_metric = bad[(slice(None),) + idx]  # [M, T]
+        t = int(np.argmax(per_metric.any(axis=0)))
+        name = names[int(np.argmax(per_metric[:, t]))]
+        g = int(idx[0]) if grid_values else None
         out.append(
             Divergence(
-                seed=seed, step=int(step_index[t]), metric=name, grid_index=grid_index
+                seed=int(seed_ids[idx[-1]]),
+                step=int(step_index[t]),
+                metric=name,
+                grid_index=g,
+                grid=None
+                if g is None
+                else {k: float(v[g]) for k, v in grid_values.items()},
             )
         )
     return out
