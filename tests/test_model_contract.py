@@ -255,6 +255,9 @@ BAD = {
         (dict(ridge=-1e-3), "ridge"),
         (dict(generator_ridge=-1.0), "generator_ridge"),
         (dict(real_weight=1.5), "real_weight"),
+        (dict(target_decay=-1.0), "target_decay"),
+        (dict(interpolate=True, generator_samples=6), "generator_samples"),  # > dim
+        (dict(interpolate="no"), "interpolate"),
         (dict(real_weight=-0.1), "real_weight"),
         (dict(signal=-1.0), "signal"),
         (dict(decay=-2.0), "decay"),
@@ -354,7 +357,9 @@ NEW_FLOATS = {
         alpha=1.0, beta=0.3, reward_scale=0.2, lr=0.2, rm_lr=1.0, zipf_exponent=1.5
     ),
     "recursive_gaussian": dict(real_fraction=0.7),
-    "recursive_regression": dict(noise=0.3, ridge=0.2, real_weight=0.9),
+    "recursive_regression": dict(
+        noise=0.3, ridge=0.2, real_weight=0.9, target_decay=0.5
+    ),
     "softmax_collapse": dict(lr=0.5, noise=0.3, init_scale=0.2),
     "supcon": dict(temperature=0.3, lr=0.1),
     "ufm": dict(
