@@ -101,8 +101,14 @@ SMALL = {
         samples=8,
         eval_samples=16,
     ),
+    # two generations: the loop of rounds is part of the compiled step.
     "zipf_tails": dict(
-        vocab=200, batch=5, cut_rank=20.0, clean_fraction=0.1, dtype="float64"
+        vocab=200,
+        batch=5,
+        cut_rank=20.0,
+        clean_fraction=0.1,
+        generations=2,
+        dtype="float64",
     ),
 }
 
@@ -338,6 +344,7 @@ BAD = {
         (dict(cut_rank=0.5), "cut_rank"),
         (dict(narrow_beta=1.0), "narrow_beta"),
         (dict(clean_fraction=1.2), "clean_fraction"),
+        (dict(generations=-1), "generations"),
         (dict(dtype="bfloat16"), "dtype"),
     ],
 }
