@@ -382,16 +382,21 @@ def _default_chunk(steps: int, every: int) -> int:
     return (best if target / 2 <= best <= 2 * target else target) * every
 
 
-def _run_sizes(args) -> tuple[int, int]:
-    """``(every, chunk)`` checked against ``steps``."""
+def _run_sizes(args) -> tuple[int, int | None]:
+    """``(every, chunk)`` checked against ``steps``; chunk None: the engine's."""
     steps = args.steps
     every = _default_every(steps) if args.every is None else args.every
     if steps % every:
         shown = _divisors(steps)
         shown = ", ".join(map(str, shown)) if len(shown) <= 12 else "a divisor"
         raise CLIError(f"--every {every} does not divide --steps {steps}: use {shown}")
-    chunk = _default_chunk(steps, every) if args.chunk is None else args.chunk
-    if chunk % every:
+    chunk = args.chunk
+    if chunk is None and (args.checkpoint or sys.stderr.isatty()):
+        # chunks are what a checkpoint and the bar advance by; without either, the
+        # engine's default (one chunk up to 20,000 steps) shares compiled programs
+        # with plain simulate calls
+        chunk = _default_chunk(steps, every)
+    if chunk is not None and chunk % every:
         raise CLIError(f"--chunk {chunk} must be a multiple of --every {every}")
     return every, chunk
 
@@ -406,7 +411,7 @@ def _simulate(model, cfg, grid, args, every, chunk):
         every=every,
         key=args.key,
         chunk=chunk,
-        progress=True,
+        progress=None,  # a bar on a terminal only (not in logs or notebooks)
         checkpoint_dir=args.checkpoint,
     )
     with warnings.catch_warnings():
@@ -609,10 +614,13 @@ def _components(x: np.ndarray, time_axis: int, limit: int = 6):
     return flat[..., :limit], labels[:limit]
 
 
-def _plot(tr, names, prediction, modes, path) -> None:
+def _plot(tr, names, prediction, modes, path, logy: bool = False) -> None:
     from collapse_jax import plotting
 
     names = names if prediction is None else [n for n in names if n in prediction]
+    if not names:
+        print(f"--plot: no scalar metric to draw; {path} not written", file=sys.stderr)
+        return
     cols = min(3, len(names))
     fig, axes = plotting.figure(ncols=cols, nrows=math.ceil(len(names) / cols))
     steps = np.asarray(tr.steps, dtype=float)
@@ -620,6 +628,8 @@ def _plot(tr, names, prediction, modes, path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         for ax, name in zip(axes.flat, names, strict=False):
+            if logy:
+                ax.set_yscale("log")  # before drawing: the band adapts to it
             for g, label in enumerate(labels):
                 mean, idx = _components(_point(tr, tr.mean(name), g), 0)
                 se, _ = _components(_point(tr, tr.se(name), g), 0)
@@ -632,6 +642,8 @@ def _plot(tr, names, prediction, modes, path) -> None:
                     color = plotting.simulation_band(
                         ax, steps, mean[:, c], np.nan_to_num(se[:, c]), label=text
                     )
+                    if len(labels) * len(idx) == 1:
+                        color = "k"  # one curve: the theory in black stands out
                     if theory is None:
                         continue
                     y = theory[:, c] if theory.ndim == 2 else np.full(2, theory[c])
@@ -647,7 +659,8 @@ def _plot(tr, names, prediction, modes, path) -> None:
                 plotting.legend(ax)
     for ax in list(axes.flat)[len(names) :]:
         ax.set_visible(False)
-    fig.suptitle(f"{tr.model}: mean ± 2 SE over {len(tr.seeds)} seeds")
+    short = tr.model.rsplit(".", 1)[-1]
+    fig.suptitle(f"{short}: mean ± 2 SE over {len(tr.seeds)} seeds", fontsize=10)
     try:
         fig.savefig(path, dpi=110)
     finally:
@@ -765,9 +778,9 @@ def _simulate_command(args, sweeping: bool) -> int:
         points = math.prod(len(v) for v in grid.values())
         shown = "; ".join(f"{k} in {v}" for k, v in grid.items())
         print(f"grid: {shown} ({points} points)")
+    chunks = "" if chunk is None else f", chunks of {chunk} steps"
     print(
-        f"{args.seeds} seeds x {args.steps} steps, recorded every {every}, "
-        f"chunks of {chunk} steps",
+        f"{args.seeds} seeds x {args.steps} steps, recorded every {every}{chunks}",
         flush=True,
     )
     start = time.perf_counter()
@@ -795,7 +808,8 @@ def _finish(model, tr, cfg, args, names, compare: bool) -> int:
         passed, prediction, modes = _theory_report(model, tr, cfg, args)
     if getattr(args, "plot", None):
         shown = [n for n in names if np.ndim(tr.final(n)) == (2 if tr.grid else 1)]
-        _plot(tr, shown if prediction is None else names, prediction, modes, args.plot)
+        shown = shown if prediction is None else names
+        _plot(tr, shown, prediction, modes, args.plot, args.logy)
     return 0 if passed else 1
 
 
@@ -955,7 +969,8 @@ def _add_simulation_options(p: argparse.ArgumentParser, sweeping: bool) -> None:
         type=_positive,
         default=None,
         help=f"steps per compiled chunk: the progress bar and checkpoints advance per "
-        f"chunk (default: about {_CHUNKS} chunks); never changes the numbers",
+        f"chunk (default with --checkpoint or on a terminal: about {_CHUNKS} chunks); "
+        "never changes the numbers",
     )
     p.add_argument("--key", type=int, default=0, help="base PRNG seed")
     p.add_argument(
@@ -983,6 +998,7 @@ def _add_report_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--plot", metavar="FILE.png", help="simulation (mean ± 2 SE) and theory figure"
     )
+    p.add_argument("--logy", action="store_true", help="log y axes in --plot")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -2,9 +2,9 @@
 sweeps and saved files summarised and compared with theory; models and experiments
 from a user's own package.
 
-Runs use one tiny model from a temporary package (online SGD of a 3-d linear student,
-two Python-level programs shared by every run: 16 seeds, 20 steps recorded every step,
-chunks of one record) so the whole file compiles a handful of small programs.
+Runs use one tiny model from a temporary package (online SGD of a 3-d linear student)
+with the same sizes (16 seeds, 20 steps recorded every step, one chunk), so they share
+their compiled programs and the whole file compiles a handful of small ones.
 """
 
 import contextlib
@@ -107,7 +107,7 @@ TITLE = "Online SGD on a noisy linear teacher: error against the closed form."
 
 def run(quick=True):
     cfg = walk.Config()
-    tr = cj.simulate(walk, cfg, seeds=16, steps=20, every=1, chunk=1)
+    tr = cj.simulate(walk, cfg, seeds=16, steps=20, every=1)
     p = theory.predict(cfg, tr.steps)
     arrays = dict(steps=tr.steps, mean=tr.mean("error"), se=tr.se("error"),
                   theory=p["error"])
@@ -371,7 +371,8 @@ def test_every_seed_diverged_exits_1_and_shows_no_zero_se(capsys, toys, tmp_path
 
 
 def test_checkpoint_mismatch_is_one_line_naming_the_field(capsys, toys, tmp_path):
-    argv = ["run", f"{PKG}.models.walk", *RUN, "--checkpoint", tmp_path / "ck"]
+    argv = ["run", f"{PKG}.models.walk", *RUN, "--checkpoint", tmp_path / "ck",
+            "--chunk", "20"]  # fmt: skip
     assert cj(capsys, *argv, "--out", tmp_path / "a")[0] == 0
     code, out, err = cj(capsys, *argv, "--set", "lr=0.2", "--out", tmp_path / "b")
     assert_one_line_error(code, out, err, "lr", "checkpoint")
