@@ -227,8 +227,12 @@ def energy_ratio_leading(s, n, order: int = 1):
 # ------------------------------------------------------------------- predict
 
 
-def predict(cfg: Config, t) -> dict:
+def predict(cfg: Config, t=None) -> dict:
     """Predicted metrics at record steps ``t``, each ``[len(t), *shape]``.
+
+    ``t=None``: the limit, without the time axis: in ``sample`` mode the stack never
+    changes, so the values themselves; in ``train`` mode nothing (the theory knows
+    the untrained stack only).
 
     Isotropic stack on orthonormal tokens (no MLP): every metric of
     ``isotropic_stack`` (exact; in ``train`` mode only at ``t = 0``, NaN after).
@@ -236,7 +240,8 @@ def predict(cfg: Config, t) -> dict:
     σReparam: the first layer's ``energy_ratio`` (logit std ``qk_scale·token_std²``),
     NaN for deeper layers (their inputs are no longer orthonormal). Otherwise empty.
     """
-    t = np.asarray(t)
+    if t is None and cfg.mode == "train":
+        return {}
     T, L, H = cfg.seq_len, cfg.depth, cfg.heads
     out = {}
     if cfg.init == "isotropic" and cfg.tokens == "orthonormal" and not cfg.mlp:
@@ -253,6 +258,9 @@ def predict(cfg: Config, t) -> dict:
         )
         ratio = jnp.full((L, H), jnp.nan, dtype=first.dtype).at[0].set(first)
         out = {"energy_ratio": ratio}
+    if t is None:
+        return out
+    t = np.asarray(t)
     res = {}
     for name, value in out.items():
         v = jnp.broadcast_to(value, (len(t),) + jnp.shape(value))

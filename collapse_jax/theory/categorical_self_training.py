@@ -116,12 +116,22 @@ def fixation_probability(cfg: Config) -> jnp.ndarray:
     return cfg.initial_probs()
 
 
-def predict(cfg: Config, t) -> dict[str, jnp.ndarray]:
+def predict(cfg: Config, t=None) -> dict[str, jnp.ndarray]:
     """Time-resolved predictions at generations ``t`` (1-D integers).
 
     ``diversity`` and ``support`` ``[T]``; ``p`` (E p_t) and ``alive`` (survival
-    probability) ``[T, K]``.
+    probability) ``[T, K]``. ``t=None``: the limit ``t → ∞`` (no time axis): one
+    symbol is left (absorption), so diversity 0 and support 1; ``p`` stays ``p_0``
+    (a martingale) and survival tends to the fixation probability ``p_0``.
     """
+    if t is None:
+        p0 = fixation_probability(cfg)
+        return {
+            "diversity": jnp.zeros((), p0.dtype),
+            "support": jnp.ones((), p0.dtype),
+            "p": cfg.initial_probs(),
+            "alive": p0,
+        }
     return {
         "diversity": diversity(cfg, t),
         "support": support(cfg, t),

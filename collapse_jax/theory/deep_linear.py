@@ -178,16 +178,25 @@ def gd_first_order_error(cfg: Config, t) -> jax.Array:
     return _first_order(u, u0, s[None, :], lam[None, :], L, cfg.lr)
 
 
-def predict(cfg: Config, t) -> dict[str, jax.Array]:
+def predict(cfg: Config, t=None) -> dict[str, jax.Array]:
     """``modes``: ``[T, M]`` gradient-flow mode strengths at step indices ``t``.
 
     Balanced init: the two-layer sigmoid (L = 2) or the RK4 solution of the depth-L mode
     ODE. Random init: the seed-mean prediction of ``mode_strength_random_two_layer``
     (L = 2 only). Also ``loss`` ``[T]`` for the balanced init, 1/2 Σ λ(u − s/λ)².
+
+    ``t=None``: the limit ``t → ∞``, ``modes`` ``[M]`` at the fixed point ``s/λ`` of
+    ``mode_rate``, which every mode starting above 0 reaches (balanced and random
+    init), and ``loss`` 0 for the balanced init.
     """
-    t = np.asarray(t)
     s, lam = _mode_params(cfg)
     L = cfg.depth
+    if t is None and not (cfg.init == "random" and L != 2):  # that case raises below
+        out = {"modes": s / lam}
+        if cfg.init == "balanced":
+            out["loss"] = jnp.zeros((), s.dtype)
+        return out
+    t = np.asarray(0 if t is None else t)
     time = cfg.lr * jnp.asarray(t, s.dtype)
     if cfg.init == "random":
         if L != 2:

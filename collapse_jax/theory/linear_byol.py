@@ -189,10 +189,16 @@ def parabola_gap(cfg: Config, t) -> jax.Array:
     return c[None, :] * decay.reshape(-1)[:, None]
 
 
-def predict(cfg: Config, t) -> dict[str, jax.Array]:
+def predict(cfg: Config, t=None) -> dict[str, jax.Array]:
     """Predicted ``p``, ``s`` (and ``parabola_gap`` for the learned predictor), each
     ``[*t.shape, d]``, at step indices ``t`` (a concrete array); modes ordered by
-    decreasing ``s`` at each time, as in the model's ``observe``."""
+    decreasing ``s`` at each time, as in the model's ``observe``.
+
+    ``t=None``: no limit is derived here (which fixed point a mode reaches depends
+    on its basin, see ``fixed_point_p`` and ``unstable_p``): an empty dict."""
+    if t is None:
+        _check(cfg)
+        return {}
     p, s = _solve(cfg, t)
     shape = np.shape(t) + (cfg.dim,)
     out = {"p": _sorted(p, s).reshape(shape), "s": _sorted(s, s).reshape(shape)}

@@ -139,11 +139,13 @@ def invariance_total_variance(cfg: Config, t) -> jax.Array:
     return start * rho ** jnp.asarray(np.asarray(t), dtype=jnp.result_type(float))
 
 
-def predict(cfg: Config, t) -> dict[str, jax.Array]:
+def predict(cfg: Config, t=None) -> dict[str, jax.Array]:
     """InfoNCE / VICReg (population objective): limits ``aug_spectrum`` and
-    ``spectrum`` ``[k]`` (decreasing). Invariance (any batch size): the trajectory
-    ``total_variance`` ``[*t.shape]``."""
+    ``spectrum`` ``[k]`` (decreasing); ``t`` is not used. Invariance (any batch
+    size): the trajectory ``total_variance`` ``[*t.shape]``; ``t=None``: its limit
+    (0 when ``ρ < 1``, inf when ``ρ > 1``)."""
     if cfg.loss == "invariance":
+        t = np.inf if t is None else t
         return {"total_variance": invariance_total_variance(cfg, t)}
     if cfg.batch_size != 0:
         raise ValueError(

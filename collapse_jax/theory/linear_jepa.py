@@ -87,6 +87,12 @@ def feature_trajectories(cfg: Config, t) -> dict[str, jax.Array]:
     return {"head": h, "encoder": h**L, "readout": h ** (L + 1)}
 
 
-def predict(cfg: Config, t) -> dict[str, jax.Array]:
-    """Trajectories of ``head``, ``encoder`` and ``readout``, ``[*t.shape, d]``."""
+def predict(cfg: Config, t=None) -> dict[str, jax.Array]:
+    """Trajectories of ``head``, ``encoder`` and ``readout``, ``[*t.shape, d]``.
+
+    ``t=None``: their limits ``[d]`` at the fixed point ``final_encoder``."""
+    if t is None:
+        encoder = final_encoder(cfg)
+        head = encoder ** (1.0 / cfg.depth)
+        return {"head": head, "encoder": encoder, "readout": head ** (cfg.depth + 1)}
     return feature_trajectories(cfg, t)

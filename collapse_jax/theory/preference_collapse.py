@@ -142,18 +142,20 @@ def lattice_chi2_bound(cfg: Config) -> jax.Array:
     return jnp.sum(dev**2 / p)
 
 
-def predict(cfg: Config, t) -> dict[str, jax.Array]:
+def predict(cfg: Config, t=None) -> dict[str, jax.Array]:
     """Predictions for the metrics of ``observe``.
 
     Exact NPG against the exact biased reward (``reward_model="oracle"``,
     ``policy_samples=0``): ``[T]`` trajectories of ``entropy``, ``mode_mass``,
     ``kl_ref``, ``kl_to_optimum``, ``log_gap``. Otherwise the limits (scalars) of
     ``entropy``, ``mode_mass``, ``kl_ref`` at ``π*``. ``alpha_hat``: ``α`` (exact for
-    the oracle, the consistent limit of the fitted table).
+    the oracle, the consistent limit of the fitted table). ``t=None``: the limits
+    at ``π*`` in every case.
     """
     out = {"alpha_hat": jnp.asarray(cfg.alpha, cfg.item_probs().dtype)}
     exact = (
-        cfg.reward_model == "oracle"
+        t is not None
+        and cfg.reward_model == "oracle"
         and cfg.optimizer == "npg"
         and cfg.policy_samples == 0
     )

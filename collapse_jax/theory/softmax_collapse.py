@@ -331,18 +331,21 @@ def perp_norm_sq(norm0_sq, grad_sq, lr):
     )
 
 
-def predict(cfg: Config, t) -> dict[str, jnp.ndarray]:
+def predict(cfg: Config, t=None) -> dict[str, jnp.ndarray]:
     """``gap_mean`` and ``collapsed`` at steps ``t`` for the aligned two-class linear
     toy (``init_scale = 0``): the gap from ``gap_trajectory``, the collapse fraction 0
     before and 1 after ``collapse_step`` (NaN, no prediction, within
-    ``collapse_step_tolerance`` of it; the gap is NaN from there on)."""
+    ``collapse_step_tolerance`` of it; the gap is NaN from there on). ``t=None``: the
+    limit, ``collapsed`` 1 once a finite ``collapse_step`` has passed (0 if none)."""
     if cfg.num_classes != 2 or cfg.hidden:
         raise ValueError(
             "predict covers the two-class linear toy "
             f"(num_classes={cfg.num_classes}, hidden={cfg.hidden})"
         )
-    t = np.asarray(t, dtype=float)
     t_star = float(collapse_step(cfg))
+    if t is None:
+        return {"collapsed": jnp.asarray(1.0 if np.isfinite(t_star) else 0.0)}
+    t = np.asarray(t, dtype=float)
     exact_map = cfg.grad == "plain" and cfg.loss == "softmax"
     tol = float(collapse_step_tolerance(cfg)) if exact_map else 1.0
     gap = np.where(t < t_star - tol, gap_trajectory(cfg, t), np.nan)

@@ -137,7 +137,7 @@ def vanilla_ladder_trajectory(cfg: Config, t) -> dict[str, jax.Array]:
     }
 
 
-def predict(cfg: Config, t) -> dict[str, jax.Array]:
+def predict(cfg: Config, t=None) -> dict[str, jax.Array]:
     """Predictions at step indices ``t`` (``[T]``; NaN = no prediction there).
 
     1-D uniform data only. ``codebook_init="uniform"`` with an i.i.d. evaluation set:
@@ -145,14 +145,18 @@ def predict(cfg: Config, t) -> dict[str, jax.Array]:
     full-batch SGD: vanilla, the whole ``vanilla_ladder_trajectory``; SimVQ, the
     uniform quantiser at the last record (``mse``, ``live_codes = K``), the limit of
     a run that reaches it; theory/vector_quantizer.md says where it does not.
+
+    ``t=None``: the limits, without the time axis: the ladder runs' (vanilla at
+    ``t → ∞``, SimVQ's uniform quantiser); the initial live codes are no limit.
     """
-    t = jnp.asarray(t)
+    limit = t is None
+    t = jnp.asarray([jnp.inf] if limit else t)
     T, K = t.shape[0], cfg.num_codes
     nan = jnp.full((T,), jnp.nan)
     out = {}
     if cfg.data != "uniform" or cfg.dim != 1:
         return out
-    if cfg.codebook_init == "uniform" and cfg.sampling != "grid":
+    if cfg.codebook_init == "uniform" and cfg.sampling != "grid" and not limit:
         live = jnp.where(t == 0, live_codes_at_init(cfg), jnp.nan)
         out.update(live_codes=live, utilisation=live / K)
     if (
@@ -167,4 +171,4 @@ def predict(cfg: Config, t) -> dict[str, jax.Array]:
             out["mse"] = nan.at[-1].set(best)
             out["live_codes"] = nan.at[-1].set(K)
             out["utilisation"] = nan.at[-1].set(1.0)
-    return out
+    return {k: v[-1] for k, v in out.items()} if limit else out
