@@ -82,6 +82,12 @@ def test_check_steps_refuses_runs_past_the_accumulate_pool():
     m.check_steps(_cfg(policy="mix", max_generations=2), 1000)
 
 
+def test_simulate_refuses_accumulate_runs_past_the_pool_before_running():
+    cfg = _cfg(policy="accumulate", max_generations=2)
+    with pytest.raises(ValueError, match=r"steps=3 exceeds max_generations=2"):
+        cj.simulate(m, cfg, seeds=2, steps=3)
+
+
 def test_accumulate_step_past_capacity_gives_nan_not_garbage():
     # Stepping by hand past the pool (no engine check) must not overwrite data.
     cfg = _cfg(policy="accumulate", max_generations=2)
