@@ -68,6 +68,7 @@ def _check_count(name: str, value, low: int, high: float = np.inf, why: str = ""
     """An integer-valued sample count in ``[low, high]`` (a leaf: array or tracer)."""
     if not _is_concrete(value):
         return
+    check_range(name, value)  # a finite real number first: no text, None or lists
     arr = np.asarray(value, dtype=float)
     if (
         not np.all(np.isfinite(arr))
