@@ -636,6 +636,7 @@ def _plot(tr, names, prediction, modes, path, logy: bool = False) -> None:
                 theory = None
                 if prediction is not None:
                     t_axis = 0 if modes[name] == "trajectory" else -1
+                    theory_label = "theory" if t_axis == 0 else "theory (limit)"
                     theory, _ = _components(_point(tr, prediction[name], g), t_axis)
                 for c, index in enumerate(idx):
                     text = " ".join(s for s in (label, index) if s) or "simulation"
@@ -650,7 +651,7 @@ def _plot(tr, names, prediction, modes, path, logy: bool = False) -> None:
                     x = steps if theory.ndim == 2 else steps[[0, -1]]
                     is_first = g == 0 and c == 0
                     plotting.theory_line(
-                        ax, x, y, color=color, label="theory" if is_first else None
+                        ax, x, y, color=color, label=theory_label if is_first else None
                     )
             ax.set_xlabel("step")
             ax.set_ylabel(name)
