@@ -240,7 +240,7 @@ def _config_text(record: dict[str, Any], width: int) -> str:
 
 def _field_checks(model: ModuleType) -> dict[str, str]:
     """field -> allowed values, recorded from the validation helpers (the ``check_*``
-    functions of ``collapse_jax._config``) that ``Config()`` calls with its defaults.
+    functions of ``collapse_jax.config``) that ``Config()`` calls with its defaults.
 
     Only the checks the default config reaches are seen; fields without one get none.
     """
