@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from collapse_jax.trajectory import Trajectory, format_grid_point
+from collapse_jax.trajectory import Trajectory, format_grid_point, grid_point
 
 __all__ = ["Agreement", "MetricAgreement", "compare"]
 
@@ -62,7 +62,7 @@ class MetricAgreement:
 
     def point(self, g: int) -> str:
         """Grid point ``g`` named by its values."""
-        return format_grid_point({k: v[g] for k, v in self.grid.items()})
+        return format_grid_point(grid_point(self.grid, g))
 
     @property
     def worst_point(self) -> str | None:

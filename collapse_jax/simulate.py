@@ -31,7 +31,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from collapse_jax import _checkpoint, _runtime
 from collapse_jax._config import config_to_dict
-from collapse_jax.trajectory import Divergence, Trajectory
+from collapse_jax.trajectory import Divergence, Trajectory, grid_point
 
 __all__ = ["DivergenceWarning", "expand_grid", "seed_keys", "simulate", "sweep"]
 
@@ -745,9 +745,7 @@ def _find_divergences(metrics, step_index, seed_ids, grid_values) -> list[Diverg
                 step=int(step_index[t]),
                 metric=name,
                 grid_index=g,
-                grid=None
-                if g is None
-                else {k: float(v[g]) for k, v in grid_values.items()},
+                grid=None if g is None else grid_point(grid_values, g),
             )
         )
     return out

@@ -23,6 +23,11 @@ class ConfigRebuildWarning(UserWarning):
     """``Trajectory.load`` could not rebuild the run's Config; ``cfg`` is None."""
 
 
+def grid_point(grid: Mapping[str, Any], index: int) -> dict[str, float]:
+    """Field -> value of grid point ``index``, from ``[G]`` values per field."""
+    return {k: float(v[index]) for k, v in grid.items()}
+
+
 def format_grid_point(values: Mapping[str, Any]) -> str:
     """``"lr=0.1, lambda_w=0.01"``: a grid point named by its values."""
     return ", ".join(f"{k}={float(v):.6g}" for k, v in values.items())
@@ -41,7 +46,8 @@ class Divergence:
     step: int
     metric: str
     grid_index: int | None = None
-    grid: dict[str, float] | None = None
+    # Not hashed (a dict): grid_index already tells the grid points apart.
+    grid: dict[str, float] | None = dataclasses.field(default=None, hash=False)
 
     def __str__(self) -> str:
         if self.grid:
@@ -99,7 +105,7 @@ class Trajectory:
 
     def grid_point(self, index: int) -> dict[str, float]:
         """Field -> value of grid point ``index`` of a sweep."""
-        return {k: float(v[index]) for k, v in self.grid.items()}
+        return grid_point(self.grid, index)
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.metrics[name]
