@@ -250,8 +250,10 @@ def _residual(logits: jax.Array, y: jax.Array, cfg: Config) -> jax.Array:
     return logits - onehot
 
 
-def _accuracy(logits, y):
-    return jnp.mean((jnp.argmax(logits, axis=1) == y).astype(logits.dtype))
+def _error(logits, y):
+    # a mean of 0/1 mismatches, as nc4 and ncc_error are: 1 − accuracy would round
+    # below zero in float32
+    return jnp.mean((jnp.argmax(logits, axis=1) != y).astype(logits.dtype))
 
 
 def observe(state: State, cfg: Config) -> dict[str, jax.Array]:
@@ -298,9 +300,9 @@ def observe(state: State, cfg: Config) -> dict[str, jax.Array]:
     return {
         "loss": value,
         "train_loss": jnp.mean(_fit(logits, y, cfg)),
-        "train_error": 1.0 - _accuracy(logits, y),
+        "train_error": _error(logits, y),
         "test_loss": jnp.mean(_fit(test_logits, y_test, cfg)),
-        "test_error": 1.0 - _accuracy(test_logits, y_test),
+        "test_error": _error(test_logits, y_test),
         "grad_norm": jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree.leaves(grads))),
         **_per_layer_metrics(per_layer, y),
         "nc2_w": M.nc2_etf_distance(W),
