@@ -112,6 +112,7 @@ def _accumulate_fresh(c_scale, T0, d: int, n):
     if n is not None:
         n = jnp.asarray(n, dtype=jnp.result_type(x))
         total = total + digamma(n + 1.0 - x) - digamma(n + 1.0)
+        total = jnp.where(n == 0, 0.0, total)  # exact 0, not a rounding residue
     return c_scale * d / a * total
 
 
