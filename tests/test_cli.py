@@ -486,7 +486,11 @@ def test_reproduce_from_a_user_package_writes_results_and_gallery(
 
 
 def test_chunk_default_is_about_twenty_equal_chunks():
-    assert cli._default_chunk(20_000, 200) == 1_000  # 100 records, 20 chunks of 5
+    import argparse
+
+    args = argparse.Namespace(steps=20_000, every=None, chunk=None, checkpoint="ck")
+    assert cli._run_sizes(args) == (200, 1_000)  # 100 records, 20 chunks of 5
+    assert cli._default_chunk(20_000, 200) == 1_000
     assert cli._default_chunk(20, 1) == 1
     assert cli._default_every(5) == 1 and cli._default_every(1000) == 10
     for steps, every in ((997, 1), (12_345, 5), (10**6, 1000)):
