@@ -239,17 +239,22 @@ def _interp(**kw):
 
 
 INTERP_GRID = {"generator_samples": [4, 10], "real_weight": [0.0, 0.4]}
+INTERP_SEEDS, INTERP_STEPS = 500, 8  # z = 4 over 500 seeds
 
 
 @pytest.fixture(scope="module")
 def interp_fresh():
-    return cj.sweep(m, _interp(), INTERP_GRID, seeds=SEEDS, steps=STEPS)
+    return cj.sweep(m, _interp(), INTERP_GRID, seeds=INTERP_SEEDS, steps=INTERP_STEPS)
 
 
 @pytest.fixture(scope="module")
 def interp_fixed():
     return cj.sweep(
-        m, _interp(fixed_design=True), INTERP_GRID, seeds=SEEDS, steps=STEPS
+        m,
+        _interp(fixed_design=True),
+        INTERP_GRID,
+        seeds=INTERP_SEEDS,
+        steps=INTERP_STEPS,
     )
 
 
