@@ -40,9 +40,10 @@ Metrics (Papyan, Han, Donoho 2020, arXiv 2008.08186, unless stated):
   class means and the mean of out-of-distribution features (NC5 of Ben Ammar et al.
   2024, NECO, arXiv 2310.06823, Eq. 5).
 
-Numerics: features are centred on their global mean (two passes) before any class
-sum, so float32 keeps its precision far from the origin; nearest-mean distances use
-``‖μ‖² − 2hᵀμ`` (``[N, K]`` memory, not ``[N, K, d]``).
+Numerics: each class is summed relative to its own first-pass mean (two passes), and
+centred and pairwise quantities are formed from those small corrections, so float32
+keeps its precision far from the origin and for classes collapsing onto one point;
+nearest-mean distances use ``‖μ‖² − 2hᵀμ`` (``[N, K]`` memory, not ``[N, K, d]``).
 
 Sources. Of Kothapalli 2022, Liu et al. 2023 and Ben Ammar et al. 2024 only the
 abstracts and introductions were available to us: the self-duality-with-ETF form, the
@@ -142,13 +143,15 @@ def _check_rows(V, name: str = "V") -> Array:
 
 
 class Moments(NamedTuple):
-    """First moments of labelled features, relative to a reference point.
+    """First moments of labelled features, each class relative to its own reference.
 
-    ``shift [d]``: the reference (a global mean); ``counts [K]``: samples per class;
-    ``means [K, d]``: class means minus ``shift`` (zero rows for absent classes).
+    ``ref [K, d]``: a point near each class (a first-pass class mean); ``counts [K]``:
+    samples per class; ``means [K, d]``: class means minus ``ref``. Class k's mean
+    is ``ref_k + means_k`` to about twice the working precision, whether the class
+    sits far from the origin or has collapsed onto it.
     """
 
-    shift: Array
+    ref: Array
     counts: Array
     means: Array
 
@@ -157,41 +160,63 @@ def _onehot(labels, num_classes, dtype):
     return (labels[:, None] == jnp.arange(num_classes)[None, :]).astype(dtype)
 
 
-def _global_mean(H: Array, weights: Array | None = None) -> Array:
-    """Two-pass mean of the rows of ``H [N, d]`` (optionally weighted), ``[d]``."""
-    if weights is None:
-        m0 = H.mean(axis=0)
-        return m0 + (H - m0[None, :]).mean(axis=0)
-    total = jnp.maximum(jnp.sum(weights), 1)
-    m0 = weights @ H / total
-    return m0 + weights @ (H - m0[None, :]) / total
+def _global_mean(H: Array) -> Array:
+    """Two-pass mean of the rows of ``H [N, d]``, ``[d]``."""
+    m0 = H.mean(axis=0)
+    return m0 + (H - m0[None, :]).mean(axis=0)
+
+
+def _class_frame(H, labels, onehot, counts, ref):
+    """Deviations from the class references and their class means (second pass)."""
+    X = H - ref[labels]
+    return X, onehot.T @ X / jnp.maximum(counts, 1)[:, None]
 
 
 def _moments(H: Array, labels: Array, num_classes: int) -> tuple[Moments, Array]:
-    """Moments of ``H`` and the shifted features ``X = H − shift`` ``[N, d]``."""
-    shift = _global_mean(H)
-    X = H - shift[None, :]
+    """Moments of ``H`` and each sample's deviation from its class mean ``[N, d]``."""
     onehot = _onehot(labels, num_classes, H.dtype)
     counts = onehot.sum(axis=0)
-    means = onehot.T @ X / jnp.maximum(counts, 1)[:, None]
-    return Moments(shift, counts, means), X
+    ref = onehot.T @ H / jnp.maximum(counts, 1)[:, None]
+    X, means = _class_frame(H, labels, onehot, counts, ref)
+    return Moments(ref, counts, means), X - means[labels]
 
 
 def _centred(mom: Moments) -> tuple[Array, Array, Array]:
-    """Centred class means ``[K, d]`` (zero rows if absent), presence ``[K]``, K′."""
+    """Centred class means ``[K, d]`` (zero rows if absent), presence ``[K]``, K′.
+
+    ``(ref_k − g) + means_k`` for a rough global mean g, then re-centred with the
+    counts: g's own rounding cancels and no large numbers are summed.
+    """
     counts = mom.counts.astype(mom.means.dtype)
     present = counts > 0
-    g = counts @ mom.means / jnp.maximum(jnp.sum(counts), 1)
-    centred = jnp.where(present[:, None], mom.means - g[None, :], 0.0)
+    w = counts / jnp.maximum(jnp.sum(counts), 1)
+    g = w @ mom.ref
+    D = jnp.where(present[:, None], (mom.ref - g[None, :]) + mom.means, 0.0)
+    centred = jnp.where(present[:, None], D - (w @ D)[None, :], 0.0)
     k_present = jnp.maximum(jnp.sum(present), 1).astype(mom.means.dtype)
     return centred, present, k_present
 
 
-def _class_sq_deviations(X, labels, means, num_classes):
-    """``Σ_{i∈k} ‖x_i − μ_k‖²`` ``[K]`` and the deviations ``[N, d]``."""
-    dev = X - means[labels]
-    sq = _onehot(labels, num_classes, X.dtype).T @ jnp.sum(dev**2, axis=1)
-    return sq, dev
+def _absolute_means(mom: Moments) -> Array:
+    present = mom.counts > 0
+    return jnp.where(present[:, None], mom.ref + mom.means, 0.0)
+
+
+def _mean_differences_sq(mom: Moments) -> Array:
+    """``‖μ_k − μ_l‖²`` ``[K, K]`` as ``(ref_k − ref_l) + (means_k − means_l)``, so
+    nearby class means (collapsing classes) keep their relative precision; rows in
+    blocks of 64, memory ``O(64·K·d)``."""
+
+    def row(rm):
+        r, m = rm
+        return jnp.sum(((r[None, :] - mom.ref) + (m[None, :] - mom.means)) ** 2, 1)
+
+    return jax.lax.map(row, (mom.ref, mom.means), batch_size=min(mom.ref.shape[0], 64))
+
+
+def _class_sq(dev, labels, num_classes):
+    """``Σ_{i∈k} ‖h_i − μ_k‖²`` ``[K]`` from the deviations ``dev [N, d]``."""
+    return _onehot(labels, num_classes, dev.dtype).T @ jnp.sum(dev**2, axis=1)
 
 
 # ---------------------------------------------------------------------------------
@@ -229,15 +254,15 @@ def _pair_mask(present):
 
 
 def _sq_distances(V):
-    """Squared distances between rows of ``V [K, d]``, ``[K, K]`` (Gram form)."""
-    sq = jnp.sum(V**2, axis=1)
-    return jnp.maximum(sq[:, None] + sq[None, :] - 2 * V @ V.T, 0.0)
+    """Squared distances between rows of ``V [K, d]``, ``[K, K]``."""
+    return _mean_differences_sq(Moments(V, jnp.ones(V.shape[0]), jnp.zeros_like(V)))
 
 
-def _cdnv_matrix_core(counts, centred, class_sq, present):
-    var = class_sq / jnp.maximum(counts.astype(centred.dtype), 1)
+def _cdnv_matrix_core(mom, class_sq):
+    var = class_sq / jnp.maximum(mom.counts.astype(class_sq.dtype), 1)
+    present = mom.counts > 0
     pairs = _pair_mask(present)
-    dist2 = _sq_distances(centred)
+    dist2 = _mean_differences_sq(mom)
     ratio = (var[:, None] + var[None, :]) / (2 * jnp.where(pairs, dist2, 1.0))
     return jnp.where(pairs, ratio, jnp.nan)
 
@@ -274,9 +299,16 @@ def _self_duality_core(W, centred, present):
     )
 
 
-def _ncc_scores(X, means, present):
-    """``‖μ_k‖² − 2xᵀμ_k`` ``[N, K]`` (the nearest-mean order), +inf if absent."""
-    scores = jnp.sum(means**2, axis=1)[None, :] - 2 * X @ means.T
+def _ncc_scores(H, mom):
+    """``‖μ̃_k‖² − 2x̃ᵀμ̃_k`` ``[N, K]`` in coordinates centred on the class-mean
+    average (the nearest-mean order, ``[N, K]`` memory); +inf for absent classes."""
+    centred, present, _ = _centred(mom)
+    counts = mom.counts.astype(centred.dtype)
+    w = counts / jnp.maximum(jnp.sum(counts), 1)
+    g = w @ mom.ref
+    g = g + w @ ((mom.ref - g[None, :]) + mom.means)  # the centre of ``centred``
+    X = H - g[None, :]
+    scores = jnp.sum(centred**2, axis=1)[None, :] - 2 * X @ centred.T
     return jnp.where(present[None, :], scores, jnp.inf)
 
 
@@ -306,9 +338,7 @@ def class_means(H: Array, labels: Array, num_classes: int) -> tuple[Array, Array
     """Class means ``[K, d]`` (zero rows for absent classes) and counts ``[K]``."""
     H, labels = check_features_labels(H, labels, num_classes)
     mom, _ = _moments(H, labels, num_classes)
-    present = mom.counts > 0
-    means = jnp.where(present[:, None], mom.means + mom.shift[None, :], 0.0)
-    return means, mom.counts
+    return _absolute_means(mom), mom.counts
 
 
 def centred_class_means(H: Array, labels: Array, num_classes: int) -> Array:
@@ -320,8 +350,7 @@ def centred_class_means(H: Array, labels: Array, num_classes: int) -> Array:
 def within_class_covariance(H: Array, labels: Array, num_classes: int) -> Array:
     """Σ_W = (1/N) Σ_i (h_i − μ_{y_i})(h_i − μ_{y_i})ᵀ, ``[d, d]``."""
     H, labels = check_features_labels(H, labels, num_classes)
-    mom, X = _moments(H, labels, num_classes)
-    dev = X - mom.means[labels]
+    dev = _moments(H, labels, num_classes)[1]
     return dev.T @ dev / H.shape[0]
 
 
@@ -334,9 +363,8 @@ def between_class_covariance(H: Array, labels: Array, num_classes: int) -> Array
 
 def _nc1_in_memory(H, labels, num_classes, **kw):
     H, labels = check_features_labels(H, labels, num_classes)
-    mom, X = _moments(H, labels, num_classes)
+    mom, dev = _moments(H, labels, num_classes)
     centred, _, k_present = _centred(mom)
-    dev = X - mom.means[labels]
     N = H.shape[0]
     # diag(V Σ_W Vᵀ) from the [N, r] projections: Σ_W [d, d] is never formed.
     return _nc1_core(
@@ -365,9 +393,9 @@ def nc1_top_eigen(H: Array, labels: Array, num_classes: int) -> Array:
 def nc1_trace_quotient(H: Array, labels: Array, num_classes: int) -> Array:
     """tr(Σ_W)/tr(Σ_B): the trace form of NC1, no inverse."""
     H, labels = check_features_labels(H, labels, num_classes)
-    mom, X = _moments(H, labels, num_classes)
+    mom, dev = _moments(H, labels, num_classes)
     centred, _, k_present = _centred(mom)
-    sq, _ = _class_sq_deviations(X, labels, mom.means, num_classes)
+    sq = _class_sq(dev, labels, num_classes)
     tr_b = jnp.sum(centred**2) / k_present
     return (jnp.sum(sq) / H.shape[0]) / tr_b
 
@@ -465,8 +493,9 @@ def gnc2_hyperspherical_energy(
     if not _is_tracer(s) and not np.all(np.asarray(s) >= 0):
         raise ValueError(f"s={s!r} must be >= 0 (0 selects the logarithmic energy)")
     pairs = _pair_mask(_present_or_all(V, present))
-    # ‖û − v̂‖² = 2 − 2cos for unit vectors; floor keeps coincident rows finite.
-    d2 = jnp.maximum(2 - 2 * _pairwise_cosines(V), jnp.finfo(V.dtype).tiny)
+    unit = V / jnp.maximum(_norms(V), jnp.finfo(V.dtype).tiny)[:, None]
+    # The floor keeps coincident rows finite.
+    d2 = jnp.maximum(_sq_distances(unit), jnp.finfo(V.dtype).tiny)
     d2 = jnp.where(pairs, d2, 1.0)
     kernel = jnp.where(s == 0, -0.5 * jnp.log(d2), d2 ** (-0.5 * s))
     return _masked_mean(kernel, pairs)
@@ -509,8 +538,8 @@ def self_duality_etf_distance(
 def _ncc_mismatch(W, H, labels, num_classes, b):
     H, labels = check_features_labels(H, labels, num_classes)
     W, b = _check_classifier(W, b, num_classes, H.shape[1])
-    mom, X = _moments(H, labels, num_classes)
-    nearest = jnp.argmin(_ncc_scores(X, mom.means, mom.counts > 0), axis=1)
+    mom, _ = _moments(H, labels, num_classes)
+    nearest = jnp.argmin(_ncc_scores(H, mom), axis=1)
     mismatch = jnp.argmax(_logits(W, H, b), axis=1) != nearest
     return mismatch.astype(H.dtype), labels, mom.counts
 
@@ -538,16 +567,14 @@ def nc4_per_class(
 
 def _cdnv_parts(H, labels, num_classes):
     H, labels = check_features_labels(H, labels, num_classes)
-    mom, X = _moments(H, labels, num_classes)
-    centred, present, _ = _centred(mom)
-    sq, _ = _class_sq_deviations(X, labels, mom.means, num_classes)
-    return mom.counts, centred, sq, present
+    mom, dev = _moments(H, labels, num_classes)
+    return mom, _class_sq(dev, labels, num_classes)
 
 
 def class_variances(H: Array, labels: Array, num_classes: int) -> Array:
     """σ²_k = tr Σ_k = mean over class k of ‖h − μ_k‖², ``[K]`` (NaN if absent)."""
-    counts, _, sq, present = _cdnv_parts(H, labels, num_classes)
-    return jnp.where(present, sq / jnp.maximum(counts, 1), jnp.nan)
+    mom, sq = _cdnv_parts(H, labels, num_classes)
+    return jnp.where(mom.counts > 0, sq / jnp.maximum(mom.counts, 1), jnp.nan)
 
 
 def cdnv_matrix(H: Array, labels: Array, num_classes: int) -> Array:
@@ -559,9 +586,8 @@ def cdnv_matrix(H: Array, labels: Array, num_classes: int) -> Array:
 def cdnv(H: Array, labels: Array, num_classes: int) -> Array:
     """Class-distance normalised variance, averaged over pairs of present classes
     k ≠ l: (σ²_k + σ²_l) / (2‖μ_k − μ_l‖²), σ²_k = mean ‖h − μ_k‖² over class k."""
-    counts, centred, sq, present = _cdnv_parts(H, labels, num_classes)
-    matrix = _cdnv_matrix_core(counts, centred, sq, present)
-    return _masked_mean(matrix, _pair_mask(present))
+    mom, sq = _cdnv_parts(H, labels, num_classes)
+    return _masked_mean(_cdnv_matrix_core(mom, sq), _pair_mask(mom.counts > 0))
 
 
 def nc5_ood_orthogonality(

@@ -12,7 +12,8 @@ sit in memory. Memory ``O(Kd + d²)``, independent of the number of samples.
   ("Updating formulae and a pairwise algorithm for computing sample variances"):
   for ``n = n_a + n_b`` and ``δ = μ_b − μ_a``, ``μ = μ_a + δ n_b/n`` and
   ``M2 = M2_a + M2_b + δδᵀ n_a n_b/n``. Means are stored relative to a reference point
-  (the mean of the first batch), so float32 keeps its digits far from the origin.
+  per class (its mean in the first batch that has it), so float32 keeps its digits
+  far from the origin and for collapsing classes.
 - ``metrics_from_stats(stats, W=None, b=None)`` → every metric of
   ``neural_collapse`` that a first pass determines (same definitions, same
   treatment of absent classes); the ``*_from_stats`` functions give them one by one.
@@ -54,12 +55,12 @@ __all__ = [
 class NCStats(NamedTuple):
     """Per-class first and second moments of labelled features.
 
-    ``shift [d]``: reference point; ``counts [K]`` (int32); ``means [K, d]``: class
-    means minus ``shift`` (zero rows for absent classes); ``scatter [d, d]``: pooled
-    within-class scatter; ``class_sq [K]``: ``Σ_{i∈k} ‖h_i − μ_k‖²``.
+    ``ref [K, d]``: a reference point per class; ``counts [K]`` (int32); ``means
+    [K, d]``: class means minus ``ref`` (zero rows for absent classes); ``scatter
+    [d, d]``: pooled within-class scatter; ``class_sq [K]``: ``Σ_{i∈k} ‖h_i − μ_k‖²``.
     """
 
-    shift: Array
+    ref: Array
     counts: Array
     means: Array
     scatter: Array
@@ -72,7 +73,7 @@ def init(num_classes: int, dim: int, dtype=jnp.float32) -> NCStats:
     if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
         raise ValueError(f"dim={dim!r} must be a positive integer")
     return NCStats(
-        shift=jnp.zeros(dim, dtype),
+        ref=jnp.zeros((num_classes, dim), dtype),
         counts=jnp.zeros(num_classes, jnp.int32),
         means=jnp.zeros((num_classes, dim), dtype),
         scatter=jnp.zeros((dim, dim), dtype),
@@ -83,19 +84,18 @@ def init(num_classes: int, dim: int, dtype=jnp.float32) -> NCStats:
 def merge(a: NCStats, b: NCStats) -> NCStats:
     """Statistics of the union of the samples behind ``a`` and ``b`` (Chan et al.)."""
     dtype = a.means.dtype
-    started = jnp.sum(a.counts) > 0
-    shift = jnp.where(started, a.shift, b.shift)
     na, nb = a.counts.astype(dtype), b.counts.astype(dtype)
-    # Move both to the common reference; differences of nearby shifts are exact.
-    ma = jnp.where((na > 0)[:, None], a.means + (a.shift - shift)[None, :], 0.0)
-    mb = jnp.where((nb > 0)[:, None], b.means + (b.shift - shift)[None, :], 0.0)
+    ref = jnp.where((na > 0)[:, None], a.ref, b.ref)
+    # Move both to the common references; differences of nearby points are exact.
+    ma = jnp.where((na > 0)[:, None], a.means + (a.ref - ref), 0.0)
+    mb = jnp.where((nb > 0)[:, None], b.means + (b.ref - ref), 0.0)
     n = na + nb
     safe_n = jnp.maximum(n, 1)
     delta = mb - ma
     means = ma + delta * (nb / safe_n)[:, None]
     coef = na * nb / safe_n
     return NCStats(
-        shift=shift,
+        ref=jnp.where((n > 0)[:, None], ref, 0.0),
         counts=a.counts + b.counts,
         means=means,
         scatter=a.scatter + b.scatter + (delta * coef[:, None]).T @ delta,
@@ -116,15 +116,14 @@ def update(
     w = jnp.ones(H.shape[0], H.dtype) if mask is None else jnp.asarray(mask, H.dtype)
     if w.shape != (H.shape[0],):
         raise ValueError(f"mask must have shape [B] = ({H.shape[0]},); got {w.shape}")
-    started = jnp.sum(stats.counts) > 0
-    shift = jnp.where(started, stats.shift, _nc._global_mean(H, w))
-    X = H - shift[None, :]
     onehot = _nc._onehot(labels, K, H.dtype) * w[:, None]
     n = onehot.sum(axis=0)
-    means = onehot.T @ X / jnp.maximum(n, 1)[:, None]
+    first = onehot.T @ H / jnp.maximum(n, 1)[:, None]
+    ref = jnp.where((stats.counts > 0)[:, None], stats.ref, first)
+    X, means = _nc._class_frame(H, labels, onehot, n, ref)
     dev = (X - means[labels]) * w[:, None]
     batch = NCStats(
-        shift=shift,
+        ref=ref,
         counts=jnp.round(n).astype(jnp.int32),
         means=means,
         scatter=dev.T @ dev,
@@ -133,10 +132,12 @@ def update(
     return merge(stats, batch)
 
 
+def _moments(stats: NCStats) -> _nc.Moments:
+    return _nc.Moments(stats.ref, stats.counts, stats.means)
+
+
 def _parts(stats: NCStats):
-    mom = _nc.Moments(stats.shift, stats.counts, stats.means)
-    centred, present, k_present = _nc._centred(mom)
-    return centred, present, k_present
+    return _nc._centred(_moments(stats))
 
 
 def _num_samples(stats):
@@ -158,21 +159,19 @@ def nc1_from_stats(stats: NCStats, *, rcond=None, top: bool = False) -> Array:
 
 def cdnv_from_stats(stats: NCStats) -> tuple[Array, Array]:
     """CDNV averaged over pairs of present classes, and its ``[K, K]`` matrix."""
-    centred, present, _ = _parts(stats)
-    matrix = _nc._cdnv_matrix_core(stats.counts, centred, stats.class_sq, present)
-    return _nc._masked_mean(matrix, _nc._pair_mask(present)), matrix
+    matrix = _nc._cdnv_matrix_core(_moments(stats), stats.class_sq)
+    return _nc._masked_mean(matrix, _nc._pair_mask(stats.counts > 0)), matrix
 
 
 def class_means_from_stats(stats: NCStats) -> Array:
     """Class means ``[K, d]`` (zero rows for absent classes)."""
-    present = stats.counts > 0
-    return jnp.where(present[:, None], stats.means + stats.shift[None, :], 0.0)
+    return _nc._absolute_means(_moments(stats))
 
 
 def nc5_from_stats(stats: NCStats, ood: NCStats) -> Array:
     """``neural_collapse.nc5_ood_orthogonality`` with the OOD features accumulated
     as class 0 of ``ood`` (its other classes empty)."""
-    ood_mean = ood.shift + ood.means[0]
+    ood_mean = ood.ref[0] + ood.means[0]
     return _nc._nc5_core(class_means_from_stats(stats), stats.counts > 0, ood_mean)
 
 
@@ -255,8 +254,7 @@ def ncc_update(
     W, b = _nc._check_classifier(W, b, K, d)
     H = H.astype(stats.means.dtype)
     w = jnp.ones(H.shape[0], bool) if mask is None else jnp.asarray(mask, bool)
-    X = H - stats.shift[None, :]
-    nearest = jnp.argmin(_nc._ncc_scores(X, stats.means, stats.counts > 0), axis=1)
+    nearest = jnp.argmin(_nc._ncc_scores(H, _moments(stats)), axis=1)
     decided = jnp.argmax(_nc._logits(W, H, b), axis=1)
     onehot = _nc._onehot(labels, K, jnp.int32) * w[:, None].astype(jnp.int32)
 

@@ -101,10 +101,10 @@ def test_streamed_metrics_equal_in_memory_metrics_for_every_batch_split(per_clas
         np.testing.assert_array_equal(got["counts"], np.bincount(y, minlength=K))
 
 
-def test_merge_is_associative_and_commutative_across_different_shifts():
+def test_merge_is_associative_and_commutative_across_different_references():
     H, y, _, _ = _data((9, 3, 5, 2, 16), seed=2)
     parts = np.array_split(np.random.default_rng(3).permutation(len(y)), 3)
-    # Each part is streamed alone, so each has its own reference shift.
+    # Each part is streamed alone, so each has its own class references.
     a, b, c = (_stream(H, y, p, _fit([B], len(p))) for p in parts)
     left, right = merge(merge(a, b), c), merge(a, merge(b, c))
     swapped = merge(c, merge(b, a))
@@ -179,13 +179,13 @@ def test_float32_stream_far_from_the_origin_matches_float64():
     order, sizes = np.arange(len(y)), _fit([B], len(y))
     got, exact = (_stream(H, y, order, sizes, t) for t in (jnp.float32, jnp.float64))
 
-    def centred(s):  # shift-free quantities, in NumPy float64
-        means = np.asarray(s.means, np.float64)
+    def centred(s):  # reference + mean exactly in float64, then centred
+        means = np.asarray(s.ref, np.float64) + np.asarray(s.means, np.float64)
         n = np.asarray(s.counts, np.float64)
         return means - n @ means / n.sum()
 
-    # Means are kept relative to the first batch's mean, so only O(1) numbers are
-    # summed: relative error ~ (terms)·eps ≈ 35·6e-8 ≈ 2e-6 at worst.
+    # Means are kept relative to per-class references near them, so only O(1)
+    # numbers are summed: relative error ~ (terms)·eps ≈ 35·6e-8 ≈ 2e-6 at worst.
     scale = np.abs(centred(exact)).max()
     np.testing.assert_allclose(centred(got), centred(exact), atol=1e-5 * scale)
     np.testing.assert_allclose(
