@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
-from collapse_jax.trajectory import Divergence, Trajectory
+from collapse_jax.trajectory import Divergence, Trajectory, grid_point
 
 __all__ = ["gather_processes", "process_seeds"]
 
@@ -65,7 +65,7 @@ def gather_processes(trajectory: Trajectory) -> Trajectory:
         for name, values in trajectory.metrics.items()
     }
     # Divergences travel as int rows (seed, step, grid index or -1, metric index).
-    names = sorted(trajectory.metrics)
+    names = list(trajectory.metrics)  # observe's order, the same on every process
     rows = np.array(
         [
             (d.seed, d.step, -1 if d.grid_index is None else d.grid_index,
@@ -80,6 +80,7 @@ def gather_processes(trajectory: Trajectory) -> Trajectory:
             step=int(r[1]),
             metric=names[int(r[3])],
             grid_index=None if r[2] < 0 else int(r[2]),
+            grid=None if r[2] < 0 else grid_point(trajectory.grid, int(r[2])),
         )
         for r in _allgather_ragged(rows, 0)
     )

@@ -12,7 +12,7 @@ import pytest
 
 SCRIPT = textwrap.dedent(
     """
-    import sys
+    import sys, warnings
     import jax
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     process_id, port = int(sys.argv[1]), int(sys.argv[2])
@@ -33,11 +33,20 @@ SCRIPT = textwrap.dedent(
     np.testing.assert_array_equal(union.seeds, np.arange(5))
     for name in alone.metrics:
         np.testing.assert_array_equal(union[name], alone[name], err_msg=name)
-    grid = {"lr": [0.1, 0.2]}
-    swept = cj.gather_processes(cj.sweep(ufm, cfg, grid, seeds=mine, steps=20, every=10))
-    swept_alone = cj.sweep(ufm, cfg, grid, seeds=5, steps=20, every=10)
+    grid = {"lr": [0.1, 1e4]}  # the second point diverges on every seed
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", cj.DivergenceWarning)
+        part = cj.sweep(ufm, cfg, grid, seeds=mine, steps=20, every=10)
+        swept_alone = cj.sweep(ufm, cfg, grid, seeds=5, steps=20, every=10)
+    swept = cj.gather_processes(part)
     for name in swept_alone.metrics:
         np.testing.assert_array_equal(swept[name], swept_alone[name], err_msg=name)
+    def named(divergences):
+        return sorted((d.seed, d.step, d.metric, d.grid_index, str(d.grid))
+                      for d in divergences)  # fmt: skip
+    assert len(swept_alone.divergences) == 5
+    assert named(swept.divergences) == named(swept_alone.divergences)
+    assert all(d.grid == {"lr": 1e4} for d in swept.divergences)
     print(f"OK process {process_id}: seeds {mine.tolist()}")
     """
 )

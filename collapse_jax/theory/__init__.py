@@ -17,6 +17,9 @@ Each module exposes ``predict(cfg, t=None) -> dict[str, Array]``:
 ``predict`` must be traceable in the Config's float fields: sweeps evaluate it with
 ``jax.vmap(lambda c: predict(c, t))(grid_cfg)`` on the ``expand_grid`` Config, so
 it uses ``jnp`` on those fields, branches only on static fields (sizes, choices),
-and reads ``t`` as a concrete array. A theory module may import its model's
+and reads ``t`` as a concrete array. One exception: ``softmax_collapse`` predicts
+from the rounding of the working dtype at the configured gap (it walks representable
+floats), so it needs a concrete Config; sweep it by calling ``predict`` per grid point
+(``cj.expand_grid``). A theory module may import its model's
 ``Config`` but never its dynamics (``init``, ``step``, ``loss``).
 """
