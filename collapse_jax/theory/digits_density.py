@@ -33,6 +33,7 @@ from collapse_jax.theory import recursive_gaussian
 
 __all__ = [
     "accumulate_moments",
+    "kl",
     "log_det",
     "mean_sq",
     "predict",
@@ -122,6 +123,28 @@ def log_det(cfg: Config, t) -> jnp.ndarray:
     return np.sum(np.log(real_eigenvalues(cfg))) + recursive_gaussian.log_det(g_cfg, n)
 
 
+def kl(cfg: Config, t) -> jnp.ndarray:
+    """E KL(N(μ_n, Σ_n) ‖ N(μ_0, Σ_0)) under ``replace`` with reg = 0:
+
+      ½ [d c^n − d − n·g + (d/M) Σ_{j<n} c^j],
+
+    from KL = ½[tr A − d − log det A + Δμᵀ Σ_0⁻¹ Δμ] with A = Σ_0^{-1/2} Σ_n Σ_0^{-1/2}
+    the whitened chain of ``models/recursive_gaussian`` (E tr A = d c^n, E log det A =
+    n·g as in ``log_det``, and the whitened mean a random walk of step covariance
+    A_j/M). Our combination of Shumailov et al. 2023 (arXiv 2305.17493, Sec. 3.2)
+    moments; exact.
+    """
+    _check(cfg)
+    _policy(cfg, "replace", "kl")
+    if np.any(np.asarray(cfg.reg) != 0):
+        raise ValueError(f"kl: exact only for reg=0 (got reg={cfg.reg!r})")
+    n = _n(t)
+    d, M, c = cfg.components, cfg.samples, _c(cfg)
+    drift = log_det(cfg, n) - np.sum(np.log(real_eigenvalues(cfg)))
+    walk = d / M * (1 - c**n) / (1 - c)
+    return jnp.asarray(0.5 * (d * c**n - d - drift + walk))
+
+
 def accumulate_moments(cfg: Config, n_max: int) -> tuple[np.ndarray, np.ndarray]:
     """(E‖μ_n − μ_0‖², E tr Σ_n) for n = 0..n_max under ``accumulate``; exact.
 
@@ -160,7 +183,7 @@ def _policy(cfg: Config, policy: str, name: str) -> None:
 def predict(cfg: Config, t) -> dict[str, jnp.ndarray]:
     """Seed means at generations ``t`` (1-D integers) for K = 1.
 
-    replace: ``variance``, ``mean_sq`` and (reg = 0) ``log_det``; accumulate:
+    replace: ``variance``, ``mean_sq`` and (reg = 0) ``log_det`` and ``kl``; accumulate:
     ``variance`` and ``mean_sq``.
     """
     _check(cfg)
@@ -174,4 +197,5 @@ def predict(cfg: Config, t) -> dict[str, jnp.ndarray]:
     out = {"variance": variance(cfg, n), "mean_sq": mean_sq(cfg, n)}
     if np.all(np.asarray(cfg.reg) == 0):
         out["log_det"] = jnp.asarray(log_det(cfg, n))
+        out["kl"] = kl(cfg, n)
     return out

@@ -24,7 +24,7 @@ def test_metric_shapes_and_finite(runs):
     both, _ = runs
     assert both["component_variance"].shape == (3, 3, 3)
     assert both["weights"].shape == (3, 3, 3)
-    for name in ("variance", "log_det", "kurtosis", "tail_mass", "w2", "mean_sq"):
+    for name in ("variance", "log_det", "kurtosis", "tail_mass", "kl", "mean_sq"):
         assert both[name].shape == (3, 3)
         assert np.all(np.isfinite(both[name]))
     np.testing.assert_allclose(both["weights"].sum(-1), 1.0, rtol=1e-5)

@@ -34,7 +34,7 @@ def test_single_gaussian_refit_matches_exact_moments_within_4_5_se(run):
     cfg, tr = run
     pred = th.predict(cfg, tr.steps)
     if cfg.policy == "replace":
-        assert set(pred) == {"variance", "mean_sq", "log_det"}
+        assert set(pred) == {"variance", "mean_sq", "log_det", "kl"}
     agreement = cj.compare(tr, pred, z=Z, atol=1e-9)
     assert agreement.passed, agreement.table()
 
@@ -54,5 +54,6 @@ def test_replace_log_det_drifts_down_while_accumulate_variance_stays_bounded(run
 def test_theory_refuses_mixtures_and_log_det_with_regulariser():
     with pytest.raises(ValueError, match="num_mixture"):
         th.predict(m.Config(num_mixture=3), [0, 1])
-    with pytest.raises(ValueError, match="reg"):
-        th.log_det(m.Config(reg=1e-3), [0, 1])
+    for formula in (th.log_det, th.kl):
+        with pytest.raises(ValueError, match="reg"):
+            formula(m.Config(reg=1e-3), [0, 1])
