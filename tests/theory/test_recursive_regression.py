@@ -329,31 +329,42 @@ def _tuned_lams():
 
 @pytest.fixture(scope="module")
 def power_tuned():
+    """One sweep per T over its two tuned λ (same static config: one compile)."""
     lams = _tuned_lams()
-    grid = {"samples": list(T_SCALE), "ridge": sorted(set(lams.values()))}
-    tr = cj.sweep(m, _cfg(**POW), grid, seeds=400, steps=N_TUNE, every=N_TUNE)
-    return tr, lams
+    runs = {
+        T: cj.sweep(
+            m,
+            _cfg(**{**POW, "samples": T}),
+            {"ridge": [lams[(T, 0)], lams[(T, N_TUNE)]]},
+            seeds=400,
+            steps=N_TUNE,
+            every=N_TUNE,
+        )
+        for T in T_SCALE
+    }
+    return runs, lams
 
 
-def _point(tr, T, lam):
-    g = np.flatnonzero((tr.grid["samples"] == T) & (tr.grid["ridge"] == lam))
-    return int(g[0])
+def _at(runs, T, n, lam_n):
+    """Per-seed downstream errors at T, generation record n, for λ tuned at lam_n."""
+    return runs[T]["downstream_error"][int(lam_n > 0), :, int(n > 0)]
 
 
 def test_power_law_ridge_error_matches_the_anisotropic_deterministic_equivalent(
     power_tuned,
 ):
-    tr, _ = power_tuned
-    pred = _grid_predict(tr)
-    _agrees(tr, {"downstream_error": pred["downstream_error"]}, rtol=1.0 / 40)
+    runs, _ = power_tuned
+    for tr in runs.values():
+        pred = _grid_predict(tr)
+        _agrees(tr, {"downstream_error": pred["downstream_error"]}, rtol=1.0 / 40)
 
 
 def test_retuned_ridge_grows_and_beats_the_clean_tuned_ridge(power_tuned):
-    tr, lams = power_tuned
+    runs, lams = power_tuned
     for T in T_SCALE:
         assert lams[(T, N_TUNE)] > lams[(T, 0)]
-        fixed = tr["downstream_error"][_point(tr, T, lams[(T, 0)]), :, -1]
-        tuned = tr["downstream_error"][_point(tr, T, lams[(T, N_TUNE)]), :, -1]
+        fixed = _at(runs, T, N_TUNE, 0)
+        tuned = _at(runs, T, N_TUNE, N_TUNE)
         diff = fixed - tuned  # common random numbers: paired over seeds
         assert diff.mean() > Z * diff.std(ddof=1) / np.sqrt(diff.size), T
 
@@ -367,13 +378,10 @@ def _slope(a, b):
 
 
 def test_tuned_error_decays_more_slowly_in_T_after_generations(power_tuned):
-    tr, lams = power_tuned
+    runs, _ = power_tuned
     slopes = {}
-    for n, rec in ((0, 0), (N_TUNE, -1)):
-        a, b = (
-            tr["downstream_error"][_point(tr, T, lams[(T, n)]), :, rec] for T in T_SCALE
-        )
-        sim, se = _slope(a, b)
+    for n in (0, N_TUNE):
+        sim, se = _slope(*(_at(runs, T, n, n) for T in T_SCALE))
         theory = [
             float(th.tuned_downstream_error(_cfg(**{**POW, "samples": T}), n))
             for T in T_SCALE
