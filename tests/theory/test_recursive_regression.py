@@ -19,6 +19,7 @@ from collapse_jax.theory import recursive_regression as th
 Z = 4.0
 SEEDS = 1000
 STEPS = 12
+INTERP_SEEDS, INTERP_STEPS = 500, 8  # newer runs: z = 4 over 500 seeds
 
 
 def _cfg(**kw):
@@ -199,7 +200,10 @@ def test_traced_grid_outside_the_ols_regime_is_marked_no_prediction():
 
 @pytest.fixture(scope="module")
 def accumulate_fresh():
-    return cj.simulate(m, _cfg(policy="accumulate"), seeds=SEEDS, steps=STEPS)
+    # z = 4 over 500 seeds, 8 generations (the same run sizes as the min-norm ones).
+    return cj.simulate(
+        m, _cfg(policy="accumulate"), seeds=INTERP_SEEDS, steps=INTERP_STEPS
+    )
 
 
 def test_accumulate_with_fresh_designs_follows_the_inverse_wishart_sum(
@@ -208,7 +212,7 @@ def test_accumulate_with_fresh_designs_follows_the_inverse_wishart_sum(
     tr = accumulate_fresh
     _agrees(tr, th.predict(tr.cfg, tr.steps))
     # Σ_i σ0² d/(i(i T0 − d − 1)) summed by hand; below the fixed-design Σ c/i².
-    n = np.arange(STEPS + 1)
+    n = np.arange(13)
     terms = 10 / (n[1:] * (n[1:] * 20 - 11))
     expected = np.concatenate([[0.0], np.cumsum(terms)])
     pred = np.asarray(th.generator_error(tr.cfg, n))
@@ -239,7 +243,6 @@ def _interp(**kw):
 
 
 INTERP_GRID = {"generator_samples": [4, 10], "real_weight": [0.0, 0.4]}
-INTERP_SEEDS, INTERP_STEPS = 500, 8  # z = 4 over 500 seeds
 
 
 @pytest.fixture(scope="module")
