@@ -63,7 +63,8 @@ SMALL = {
     # BYOL (EMA target) with a tiny MLP encoder: every path but the linear encoder.
     "digits_ssl": dict(hidden=4, embed_dim=3, batch_size=4, target="ema", ema=0.5),
     # Minibatch momentum SGD on 3 images per class: split, key-driven batches, probe.
-    "digits_classifier": dict(widths=(6,), per_class=3, test_per_class=2, batch_size=12),
+    # Hidden width >= K keeps Σ_B of the hidden features well conditioned (NC1 inverts it).
+    "digits_classifier": dict(widths=(12,), per_class=3, test_per_class=2, batch_size=12),
     "linear_byol": dict(dim=3, batch_size=8, ema=0.5),
     "linear_contrastive": dict(dim=3, embed_dim=2, batch_size=8, loss="vicreg"),
     "linear_jepa": dict(depth=2),

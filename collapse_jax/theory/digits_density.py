@@ -180,13 +180,16 @@ def _policy(cfg: Config, policy: str, name: str) -> None:
         )
 
 
-def predict(cfg: Config, t) -> dict[str, jnp.ndarray]:
+def predict(cfg: Config, t=None) -> dict[str, jnp.ndarray]:
     """Seed means at generations ``t`` (1-D integers) for K = 1.
 
     replace: ``variance``, ``mean_sq`` and (reg = 0) ``log_det`` and ``kl``; accumulate:
-    ``variance`` and ``mean_sq``.
+    ``variance`` and ``mean_sq``. ``t=None``: ``{}`` — these are finite-generation
+    moments; their generation-to-infinity limits are not derived here.
     """
     _check(cfg)
+    if t is None:
+        return {}
     n = _n(t)
     if n.ndim != 1:
         raise ValueError(f"t must be 1-D; got shape {n.shape}")

@@ -145,8 +145,9 @@ def collapsed_limit(cfg: Config) -> dict[str, float]:
     return {"output_std": 0.0, "loss": -1.0 if cfg.loss == "cosine" else 0.0}
 
 
-def predict(cfg: Config, t) -> dict[str, jnp.ndarray]:
-    """Limits (no time axis) at the end of a run reaching ``t``.
+def predict(cfg: Config, t=None) -> dict[str, jnp.ndarray]:
+    """Limits (no time axis) at the end of a run; ``t`` is ignored (the same with
+    ``t=None``).
 
     Without a stop-gradient: ``output_std`` and ``loss`` of complete collapse (a
     derived limit). For the linear Euclidean model with weight decay: the fixed-point
