@@ -30,7 +30,6 @@ import pathlib
 import pkgutil
 import platform
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterable
 from types import ModuleType
@@ -39,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from collapse_jax._config import to_jsonable
+from collapse_jax._io import atomic_write as _atomic_write_bytes
 from collapse_jax.compare import Agreement
 from collapse_jax.trajectory import Divergence
 
@@ -59,34 +59,6 @@ RESULTS_SCHEMA = "collapse_jax.results/2"
 _SCHEMA_PREFIX = "collapse_jax.results/"
 # The checkout this package was imported from, if it is one (theory/ lives beside it).
 _REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-try:  # the shared atomic writer, where this version of the package has one
-    from collapse_jax._io import atomic_write as _atomic_write_bytes
-except ImportError:
-
-    def _atomic_write_bytes(path: str, data: bytes) -> None:
-        """Temporary file beside ``path``, fsync, rename; permissions from the umask
-        (``mkstemp`` alone would leave the gallery readable by its owner only)."""
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o666 & ~_umask())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)  # the only portable read is a write; put it straight back
-    os.umask(mask)
-    return mask
 
 
 def _write_text(path: str, text: str) -> None:
