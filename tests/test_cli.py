@@ -162,11 +162,15 @@ def toys(tmp_path_factory):
         yield root
 
 
-@pytest.fixture(autouse=True)
-def _no_compilation_cache(monkeypatch):
-    # main() turns the persistent cache on; the suite keeps it off (see conftest)
-    if not os.environ.get("COLLAPSE_JAX_COMPILATION_CACHE", "").strip():
-        monkeypatch.setenv("COLLAPSE_JAX_COMPILATION_CACHE", "0")
+@pytest.fixture(autouse=True, scope="module")
+def _no_compilation_cache():
+    # main() turns the persistent cache on; the suite keeps it off (see conftest).
+    # Module scope: the module-scoped fixtures below call main() too, before any
+    # function-scoped fixture exists.
+    with pytest.MonkeyPatch.context() as mp:
+        if not os.environ.get("COLLAPSE_JAX_COMPILATION_CACHE", "").strip():
+            mp.setenv("COLLAPSE_JAX_COMPILATION_CACHE", "0")
+        yield
 
 
 def cj(capsys, *argv):
