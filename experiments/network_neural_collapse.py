@@ -160,6 +160,8 @@ def plot(result: Result):
     ax.set_title("NC1 of each layer's input")
     ax.legend(fontsize=8)
     ax = axes[0, 1]
+    # Log axis: the bounds sit one to three decades from the metrics they bound.
+    ax.set_yscale("log")
     for name, label in (
         ("nc2_h", "NC2 means (ETF dist.)"), ("nc2_w", "NC2 classifier"),
         ("nc3", "NC3"), ("nc4", "NC4"), ("w_outside_means", "W outside mean span"),
@@ -172,7 +174,7 @@ def plot(result: Result):
     ax.set_xlabel("Adam step")
     ax.set_ylabel("last-layer metric")
     ax.set_title("last layer vs the collapsed limit")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=8)
     ax = axes[0, 2]
     for i, lam in enumerate(a["lambdas"]):
         m, s = a["balanced/norm_ratio_mean"][i], a["balanced/norm_ratio_se"][i]
