@@ -173,8 +173,6 @@ def _is_leaf(field: dataclasses.Field) -> bool:
 
 
 def _build_config(model: ModuleType, pairs: list[str]):
-    import jax
-
     fields = _fields(model.Config)
     settings = {}
     for pair in pairs:
@@ -188,12 +186,20 @@ def _build_config(model: ModuleType, pairs: list[str]):
         if _is_leaf(fields[key]) and isinstance(value, str):
             raise CLIError(f"--set {key}={text}: {key} takes a number")
         settings[key] = value
-    if settings.get("dtype") == "float64":
+    return _make_config(model, settings, "invalid config")
+
+
+def _make_config(model: ModuleType, kwargs: dict, failure: str):
+    """``model.Config(**kwargs)`` with x64 on for a float64 config; a bad value is a
+    one-line CLIError prefixed by ``failure``."""
+    if kwargs.get("dtype") == "float64":
+        import jax
+
         jax.config.update("jax_enable_x64", True)
     try:
-        return model.Config(**settings)
+        return model.Config(**kwargs)
     except (TypeError, ValueError) as err:
-        raise CLIError(f"invalid config: {err}") from err
+        raise CLIError(f"{failure}: {err}") from err
 
 
 def _parse_grid(model: ModuleType, cfg, pairs: list[str]) -> dict[str, list[float]]:
@@ -859,14 +865,7 @@ def _saved_config(model, tr):
         if isinstance(v, list):  # a swept leaf holds every grid point's value
             v = v[0] if _is_leaf(fields[k]) else tuple(v)
         kwargs[k] = v
-    if kwargs.get("dtype") == "float64":
-        import jax
-
-        jax.config.update("jax_enable_x64", True)
-    try:
-        return model.Config(**kwargs)
-    except (TypeError, ValueError) as err:
-        raise CLIError(f"cannot rebuild the config of {tr.model}: {err}") from err
+    return _make_config(model, kwargs, f"cannot rebuild the config of {tr.model}")
 
 
 def _cmd_reproduce(args) -> int:
