@@ -25,6 +25,7 @@ import functools
 
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from collapse_jax import datasets
 from collapse_jax.models.digits_density import Config
@@ -145,7 +146,7 @@ def kl(cfg: Config, t) -> jnp.ndarray:
     return jnp.asarray(0.5 * (d * c**n - d - drift + walk))
 
 
-def accumulate_moments(cfg: Config, n_max: int) -> tuple[np.ndarray, np.ndarray]:
+def accumulate_moments(cfg: Config, n_max: int) -> tuple[jnp.ndarray, jnp.ndarray]:
     """(E‖μ_n − μ_0‖², E tr Σ_n) for n = 0..n_max under ``accumulate``; exact.
 
     With P_n = N + nM pooled points, R = tr Σ_real and e_n, v_n the two moments:
@@ -159,17 +160,22 @@ def accumulate_moments(cfg: Config, n_max: int) -> tuple[np.ndarray, np.ndarray]
     """
     _check(cfg)
     N, M, d = 1797, cfg.samples, cfg.components
-    reg = float(np.asarray(cfg.reg))
-    R = float(real_eigenvalues(cfg).sum())
-    e, v = [0.0], [R + d * reg]
-    acc = 0.0
-    for n in range(1, n_max + 1):
+    reg = jnp.asarray(cfg.reg, jnp.result_type(float))  # a leaf: traceable in sweeps
+    R = jnp.asarray(real_eigenvalues(cfg).sum(), reg.dtype)
+
+    def body(carry, n):
+        e, v, acc = carry  # acc = Σ_{j<=n-1} (v_j + e_j)
         pool = N + n * M
-        acc += v[-1] + e[-1]
-        e_n = e[-1] + M * v[-1] / pool**2
-        v.append((N * R + M * acc) / pool - e_n + d * reg)
-        e.append(e_n)
-    return np.asarray(e), np.asarray(v)
+        acc = acc + v + e
+        e_new = e + M * v / pool**2
+        v_new = (N * R + M * acc) / pool - e_new + d * reg
+        return (e_new, v_new, acc), (e_new, v_new)
+
+    zero = jnp.zeros((), reg.dtype)
+    v0 = R + d * reg
+    ns = jnp.arange(1, n_max + 1, dtype=reg.dtype)
+    _, (e, v) = lax.scan(body, (zero, v0, zero), ns)
+    return jnp.concatenate([zero[None], e]), jnp.concatenate([v0[None], v])
 
 
 def _policy(cfg: Config, policy: str, name: str) -> None:
