@@ -613,8 +613,7 @@ def _resume(plan: _Plan, ckpt_dir, state, first: dict[str, np.ndarray]):
     records = {k: [v] for k, v in first.items()}
     if ckpt_dir is None:
         return state, records, 0
-    _checkpoint.prepare(ckpt_dir, _fingerprint(plan))
-    done = _checkpoint.latest(ckpt_dir)
+    done = _checkpoint.latest(ckpt_dir)  # the fingerprint was checked by _run
     if done is None:
         return state, records, 0
     leaves, treedef = jax.tree.flatten(state)
@@ -712,6 +711,8 @@ def _run(
     block_size,
 ) -> Trajectory:  # fmt: skip
     plan = _plan(model, cfg, grid, steps, seeds, every, key, chunk, devices, block_size)
+    if ckpt_dir is not None:  # a mismatched checkpoint fails before anything compiles
+        _checkpoint.prepare(ckpt_dir, _fingerprint(plan))
     state, first, run_cfg = _place(plan)
     first = {
         k: np.expand_dims(plan.leading(v), len(plan.lead)) for k, v in first.items()

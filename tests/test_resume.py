@@ -14,6 +14,9 @@ import pytest
 import collapse_jax as cj
 from collapse_jax.models import ufm
 
+# The engine module (``collapse_jax.simulate`` the attribute is the function).
+simulate_module = sys.modules["collapse_jax.simulate"]
+
 CFG = ufm.Config(num_classes=3, dim=4, per_class=3, lr=0.2)
 RUN = dict(seeds=3, steps=3000, every=10, chunk=50)
 
@@ -67,9 +70,15 @@ def test_resume_within_one_process_is_bitwise_identical(tmp_path):
         np.testing.assert_array_equal(again[name], fresh[name])
 
 
-def test_checkpoint_of_a_different_run_is_refused(tmp_path):
+def test_checkpoint_of_a_different_run_is_refused(tmp_path, monkeypatch):
     ckpt = str(tmp_path / "ckpt")
     cj.simulate(ufm, CFG, seeds=2, steps=100, every=10, chunk=50, checkpoint_dir=ckpt)
+
+    def compiled(plan):
+        raise AssertionError("the mismatch must be found before the start program")
+
+    # Refused before anything compiles or runs.
+    monkeypatch.setattr(simulate_module, "_place", compiled)
     with pytest.raises(
         ValueError, match=r"different run \(checkpoint vs this run: lr: 0.2 vs 0.3\)"
     ):
