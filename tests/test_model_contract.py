@@ -474,6 +474,14 @@ def _run(model, cfg, seeds=SEEDS):
     return cj.simulate(model, cfg, seeds=seeds, steps=STEPS, every=EVERY)
 
 
+@functools.cache
+def _three_seeds(name):
+    """The ``SEEDS``-seed run of the small config, shared by the tests of one model
+    (tests/conftest.py keeps them on one pytest-xdist worker)."""
+    model, cfg = _small(name)
+    return _run(model, cfg)
+
+
 def _tolerance(dtype):
     # Outside the engine XLA may fuse the same ops differently and round differently:
     # rtol is ~80 float32 ulps (~4500 float64 ulps), room for that rounding to compound
@@ -507,7 +515,7 @@ def test_metrics_have_seed_and_time_axes_over_the_shape_observe_returns(name):
     assert isinstance(one, dict) and one, "observe must return a non-empty dict"
     for metric, value in one.items():
         assert isinstance(value, jax.Array), f"{metric}: {type(value).__name__}"
-    tr = _run(model, cfg)
+    tr = _three_seeds(name)
     assert set(tr.metrics) == set(one)
     T = STEPS // EVERY + 1
     for metric, value in one.items():
@@ -519,7 +527,7 @@ def test_metrics_have_seed_and_time_axes_over_the_shape_observe_returns(name):
 def test_small_config_stays_finite(name):
     model, cfg = _small(name)
     chex.assert_tree_all_finite(_first_observation(name, cfg))
-    tr = _run(model, cfg)
+    tr = _three_seeds(name)
     chex.assert_tree_all_finite(tr.metrics)
     assert not tr.divergences
 
@@ -527,7 +535,7 @@ def test_small_config_stays_finite(name):
 @pytest.mark.parametrize("name", MODELS)
 def test_vmapped_seeds_equal_single_seed_runs(name):
     model, cfg = _small(name)
-    many = _run(model, cfg)
+    many = _three_seeds(name)
     init, step, observe = _jitted(name)
     for s in range(SEEDS):
         alone = _run(model, cfg, seeds=[s])
