@@ -7,6 +7,8 @@ simulation (time step lr), estimated by Richardson extrapolation from runs at lr
 lr/2.
 """
 
+import functools
+
 import jax
 import numpy as np
 import pytest
@@ -19,8 +21,27 @@ SEEDS = 2  # random eigenbases; the eigenmode metrics must not depend on them
 Z = 4.0
 
 
+@functools.cache
+def _predict_at(steps: tuple, grid: bool):
+    """``th.predict`` at fixed steps (the RK4 length is static), jitted; vmapped over
+    a sweep's grid config. One compile per run length instead of one per primitive."""
+    t = np.asarray(steps)
+
+    def one(c):
+        return th.predict(c, t)
+
+    return jax.jit(jax.vmap(one) if grid else one)
+
+
+def _predict(cfg, steps, grid=False):
+    return _predict_at(tuple(int(k) for k in steps), grid)(cfg)
+
+
 def _predict_grid(traj):
-    return jax.vmap(lambda c: th.predict(c, traj.steps))(traj.cfg)
+    return _predict(traj.cfg, traj.steps, grid=True)
+
+
+fixed_point_s, unstable_p = jax.jit(th.fixed_point_s), jax.jit(th.unstable_p)
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +95,8 @@ def threshold_run():
     base = m.Config(dim=3, aug_var=0.5, lr=0.05, p0=0.3, s0=0.5, dtype="float64")
     eta_star = float(th.collapse_threshold_weight_decay(base))
     grid = {"weight_decay": [0.5 * eta_star, 0.9 * eta_star, 1.1 * eta_star]}
-    return cj.sweep(m, base, grid, steps=2000, every=1000, seeds=SEEDS)
+    # 8 records, as the ODE sweeps (same static config): their programs are reused.
+    return cj.sweep(m, base, grid, steps=2000, every=250, seeds=SEEDS)
 
 
 def test_weight_decay_threshold_is_bracketed_by_simulation(threshold_run):
@@ -85,7 +107,7 @@ def test_weight_decay_threshold_is_bracketed_by_simulation(threshold_run):
 
 
 def test_final_mode_strength_is_the_stable_fixed_point(threshold_run):
-    fixed = jax.vmap(th.fixed_point_s)(threshold_run.cfg)  # [G]
+    fixed = jax.jit(jax.vmap(th.fixed_point_s))(threshold_run.cfg)  # [G]
     prediction = np.broadcast_to(np.asarray(fixed)[:, None], (3, 3))
     # The Euler map has exactly the ODE's fixed points; after t = 100 the modes have
     # converged (the slowest linearised rate here is > 0.2), so float64 round-off
@@ -106,13 +128,13 @@ def test_directpred_modes_below_the_unstable_root_collapse_others_reach_fixed_po
     )
     traj = cj.simulate(m, cfg, seeds=SEEDS, steps=2000, every=2000)
     s_init = cfg.s0 * (8 - np.arange(8)) / 8
-    below = np.sqrt(cfg.dp_scale * s_init) < float(th.unstable_p(cfg))
+    below = np.sqrt(cfg.dp_scale * s_init) < float(unstable_p(cfg))
     assert below.sum() == 2 and (~below).sum() == 6  # the threshold splits the modes
     final = traj.mean("s")[-1]
     assert np.all(final[below[np.argsort(-s_init)]] < 1e-6)
-    prediction = np.where(below, 0.0, float(th.fixed_point_s(cfg)))
+    prediction = np.where(below, 0.0, float(fixed_point_s(cfg)))
     agreement = cj.compare(
-        traj, {"s": th.predict(cfg, traj.steps)["s"]}, z=Z, atol=0.01, at="trajectory"
+        traj, {"s": _predict(cfg, traj.steps)["s"]}, z=Z, atol=0.01, at="trajectory"
     )
     assert agreement.passed, agreement["s"].summary()
     np.testing.assert_allclose(final, np.sort(prediction)[::-1], atol=1e-6)
@@ -129,10 +151,10 @@ def test_directpred_eps_above_unstable_root_prevents_collapse():
         dp_eps=0.15,
         dtype="float64",
     )
-    assert cfg.dp_eps > float(th.unstable_p(cfg))
+    assert cfg.dp_eps > float(unstable_p(cfg))
     traj = cj.simulate(m, cfg, seeds=SEEDS, steps=2000, every=2000)
     np.testing.assert_allclose(
-        traj.mean("s")[-1], float(th.fixed_point_s(cfg)), atol=1e-4
+        traj.mean("s")[-1], float(fixed_point_s(cfg)), atol=1e-4
     )  # slowest mode converges as e^{-0.05 t}
 
 
