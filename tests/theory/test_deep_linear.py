@@ -8,6 +8,9 @@ covering the O(η²) remainder, which ``test_gd_gap_is_first_order_and_its_leadi
 shows shrinks 4× per halving of η.
 """
 
+import functools
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -17,6 +20,25 @@ from collapse_jax.models import deep_linear as m
 from collapse_jax.theory import deep_linear as th
 
 SMALL = dict(in_dim=3, hidden=6, out_dim=3, singular_values=(3.0, 2.0, 1.0))
+# Every run records 50 times per compiled chunk, so runs of one static config (depth,
+# sizes, singular values) share both engine programs whatever their lr and length.
+RECORDS = 50
+
+
+@functools.cache
+def _theory_at(name: str, steps: tuple):
+    """``th.<name>(cfg, steps)`` jitted at fixed steps (the RK4 length is static): one
+    compile per config and run length instead of one per primitive on every call."""
+    fn, t = getattr(th, name), np.asarray(steps)
+    return jax.jit(lambda cfg: fn(cfg, t))
+
+
+def _modes(cfg, steps):
+    return _theory_at("predict", tuple(int(k) for k in steps))(cfg)["modes"]
+
+
+def _first_order(cfg, steps):
+    return _theory_at("gd_first_order_error", tuple(int(k) for k in steps))(cfg)
 
 
 def _balanced(depth, lr, **kw):
@@ -48,11 +70,9 @@ def test_balanced_gd_follows_the_mode_flow_within_the_first_order_bound(depth, k
     lr = 0.01
     cfg = _balanced(depth, lr, **kw)
     steps = 1000 if depth == 2 else 1200
-    traj = simulate(m, cfg, seeds=2, steps=steps, every=20)
-    bound = 1.5 * float(np.max(np.abs(th.gd_first_order_error(cfg, traj.steps))))
-    agreement = compare(
-        traj, {"modes": th.predict(cfg, traj.steps)["modes"]}, z=4, atol=bound
-    )
+    traj = simulate(m, cfg, seeds=2, steps=steps, every=steps // RECORDS)
+    bound = 1.5 * float(np.max(np.abs(_first_order(cfg, traj.steps))))
+    agreement = compare(traj, {"modes": _modes(cfg, traj.steps)}, z=4, atol=bound)
     assert agreement.passed, agreement.table()
     # the leading term is not vacuous: the measured gap is at least half of it
     assert agreement["modes"].max_abs_error > bound / 3
@@ -63,9 +83,9 @@ def test_gd_gap_is_first_order_and_its_leading_term_is_exact():
     for lr in (0.02, 0.01, 0.005):
         cfg = _balanced(3, lr)
         steps = int(10 / lr)
-        traj = simulate(m, cfg, seeds=1, steps=steps, every=steps // 50)
-        gap = traj.mean("modes") - np.asarray(th.predict(cfg, traj.steps)["modes"])
-        e1 = np.asarray(th.gd_first_order_error(cfg, traj.steps))
+        traj = simulate(m, cfg, seeds=1, steps=steps, every=steps // RECORDS)
+        gap = traj.mean("modes") - np.asarray(_modes(cfg, traj.steps))
+        e1 = np.asarray(_first_order(cfg, traj.steps))
         errors.append(np.max(np.abs(gap)))
         remainders.append(np.max(np.abs(gap - e1)))
     ratios = np.array(errors[:-1]) / np.array(errors[1:])
@@ -88,15 +108,17 @@ def test_random_init_seed_mean_follows_theory_within_4se_plus_discretisation():
         dtype="float64",
     )
     traj = simulate(m, cfg, seeds=200, steps=1200, every=20)
-    bound = 1.5 * float(np.max(np.abs(th.gd_first_order_error(cfg, traj.steps))))
-    agreement = compare(traj, th.predict(cfg, traj.steps), z=4, atol=bound)
+    bound = 1.5 * float(np.max(np.abs(_first_order(cfg, traj.steps))))
+    agreement = compare(traj, {"modes": _modes(cfg, traj.steps)}, z=4, atol=bound)
     assert agreement.passed, agreement.table()
 
 
 def test_half_learning_times_match_saxe_formula_fastest_mode_first():
     lr = 0.002
-    cfg = _balanced(2, lr, singular_values=(4.0, 2.0, 1.0))
-    traj = simulate(m, cfg, seeds=1, steps=5000, every=5)
+    # SMALL's singular values: the depth-2 config of the test above, so both engine
+    # programs are reused (chunks of RECORDS records; chunking never changes results).
+    cfg = _balanced(2, lr)
+    traj = simulate(m, cfg, seeds=1, steps=5000, every=5, chunk=5 * RECORDS)
     u = traj.mean("modes")
     s = np.asarray(cfg.singular_values)
     t = lr * traj.steps
