@@ -13,6 +13,9 @@ import collapse_jax as cj
 from collapse_jax.models import digits_classifier as dc
 
 # Minibatch momentum SGD on 10 images per class: the key in State drives the batches.
+# tests/theory/test_digits_classifier.py runs the same config and length; the two files
+# are one xdist group (one process), so the engine compiles its two programs once.
+pytestmark = pytest.mark.xdist_group("digits_classifier")
 CFG = dc.Config(widths=(32,), per_class=10, batch_size=50, lr=0.1)
 STEPS, EVERY = 90, 30
 

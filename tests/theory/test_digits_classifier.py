@@ -18,7 +18,9 @@ import collapse_jax as cj
 from collapse_jax.models import digits_classifier as dc
 from collapse_jax.theory import digits_classifier as theory
 
-# The model test's config: in one process the engine reuses its compiled program.
+# The model test's config and run length: both files are one xdist group, so they run
+# in one process and this run reuses the engine programs compiled there.
+pytestmark = pytest.mark.xdist_group("digits_classifier")
 CFG = dc.Config(widths=(32,), per_class=10, batch_size=50, lr=0.1)
 
 
