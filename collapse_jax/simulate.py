@@ -51,9 +51,21 @@ class DivergenceWarning(RuntimeWarning):
 
 
 def seed_keys(key: int, seeds: np.ndarray) -> jax.Array:
-    """``[S, 2]`` uint32 keys: ``fold_in(PRNGKey(key), s)`` for each seed id ``s``."""
-    base = jax.random.PRNGKey(key)
-    return jax.vmap(lambda s: jax.random.fold_in(base, s))(jnp.asarray(seeds))
+    """``[S, 2]`` uint32 keys: ``fold_in(PRNGKey(key), s)`` for each seed id ``s``.
+
+    The engine derives the same keys inside its compiled ``start`` program."""
+    base = _base_key(key)
+    return jax.vmap(lambda s: jax.random.fold_in(base, s))(_seed_words(seeds))
+
+
+@functools.lru_cache(maxsize=64)
+def _base_key(key: int) -> np.ndarray:
+    return np.asarray(jax.random.PRNGKey(key))
+
+
+def _seed_words(seeds) -> np.ndarray:
+    # fold_in takes its data as uint32 (wrapping), so converting first changes no bit.
+    return np.asarray(seeds).astype(np.uint32)
 
 
 def simulate(
@@ -188,7 +200,9 @@ def _grid_leaves(cfg: Any, flat: Mapping[str, np.ndarray]):
         name = field.name
         value = np.asarray(flat[name] if name in flat else getattr(cfg, name))
         cast = dtype if value.dtype.kind == "f" else value.dtype
-        leaves[name] = jnp.broadcast_to(jnp.asarray(value, cast), (size,))
+        # NumPy, not jnp: the engine and vmapped theories take host arrays as they
+        # are, and an eager JAX op would compile in every process.
+        leaves[name] = np.broadcast_to(np.asarray(value, cast), (size,))
     return cfg.replace(**leaves)
 
 
@@ -316,14 +330,15 @@ class _Compiled:
             buf = _zeros_like_stacked(records, shapes)
             return _loop(counts[2], record, (state, buf))
 
-        def start_one(key, cfg, counts):
-            state = init(key, cfg)
+        def start_one(run, cfg, counts):
+            base, seed = run  # the seed's key is derived here, inside the program
+            state = init(jax.random.fold_in(base, seed), cfg)
             return state, observe(state, cfg)
 
         # One program for the initial states and their first record: every distinct
         # config costs its compiles, and a compile costs far more than these steps.
-        def run_start(keys, cfg, counts, layout):
-            return _per_run(start_one, layout)(keys, cfg, counts)
+        def run_start(runs, cfg, counts, layout):
+            return _per_run(start_one, layout)(runs, cfg, counts)
 
         def run_advance(state, cfg, counts, layout, records):
             fn = functools.partial(advance_one, records=records)
@@ -576,15 +591,18 @@ def _put(plan: _Plan, tree, per_run: bool = True):
 def _place(plan: _Plan):
     """Initial states ``[padded, ...]``, their records and the Config as the compiled
     steps take it."""
+    # Host arrays throughout: an eager JAX op here would compile in every process.
     slots = _pad_index(plan)
     seed_pos = slots % len(plan.seed_ids)  # runs are grid-major: run = g * S + s
-    keys = _put(plan, seed_keys(plan.key, plan.seed_ids[seed_pos]))
+    seeds = _seed_words(plan.seed_ids[seed_pos])
+    bases = np.broadcast_to(_base_key(plan.key), (len(seeds), 2))
+    runs = _put(plan, (bases, seeds))
     if plan.layout.cfg_per_run:
-        grid_pos = jnp.asarray(slots // len(plan.seed_ids))
-        cfg = _put(plan, jax.tree.map(lambda x: jnp.asarray(x)[grid_pos], plan.cfg))
+        grid_pos = slots // len(plan.seed_ids)
+        cfg = _put(plan, jax.tree.map(lambda x: np.asarray(x)[grid_pos], plan.cfg))
     else:
         cfg = _put(plan, plan.cfg, per_run=False)
-    state, first = plan.fns.start(keys, cfg, plan.counts(0), plan.layout)
+    state, first = plan.fns.start(runs, cfg, plan.counts(0), plan.layout)
     return state, first, cfg
 
 
