@@ -20,6 +20,10 @@ Z = 4.0
 SEEDS = 1000
 STEPS = 12
 INTERP_SEEDS, INTERP_STEPS = 500, 8  # newer runs: z = 4 over 500 seeds
+# Runs of one Config family (same static fields) share their two compiled programs
+# when they also have the same number of runs (padded to whole blocks) and records.
+MIX_WEIGHTS = [0.3, 0.5, th.golden_ratio_weight(), 0.75, 0.9]
+REPLACE_SEEDS = SEEDS * len(MIX_WEIGHTS) // 2  # 2 T0 x 2500 = 5 ω x 1000 runs
 
 
 def _cfg(**kw):
@@ -35,8 +39,13 @@ def _cfg(**kw):
     return m.Config(**base)
 
 
-def _grid_predict(tr):
-    return jax.vmap(lambda c: th.predict(c, tr.steps))(tr.cfg)
+_vmapped_predict = jax.jit(jax.vmap(th.predict, in_axes=(0, None)))
+# (λ*, the error at λ*), one compile per Config family instead of eager calls.
+_tuned = jax.jit(lambda c, n: (th.optimal_ridge(c, n), th.tuned_downstream_error(c, n)))
+
+
+def _grid_predict(tr, cfg=None):
+    return _vmapped_predict(tr.cfg if cfg is None else cfg, tr.steps)
 
 
 def _agrees(tr, pred, **kw):
@@ -46,9 +55,17 @@ def _agrees(tr, pred, **kw):
 
 @pytest.fixture(scope="module")
 def replace_fresh():
-    return cj.sweep(
-        m, _cfg(), {"generator_samples": [20, 60]}, seeds=SEEDS, steps=STEPS
+    # Simulated as "mix" at ω = 0, which is "replace" step for step (the label
+    # ω w* + (1−ω) ŵ_n is ŵ_n, the noise σ0 (ω² + (1−ω)²)^½ is σ0), so this sweep
+    # shares the programs of mix_fresh; predicted by the "replace" formulas.
+    tr = cj.sweep(
+        m,
+        _cfg(policy="mix", real_weight=0.0),
+        {"generator_samples": [20, 60]},
+        seeds=REPLACE_SEEDS,
+        steps=STEPS,
     )
+    return tr, _grid_predict(tr, tr.cfg.replace(policy="replace"))
 
 
 @pytest.fixture(scope="module")
@@ -66,17 +83,17 @@ def accumulate_fixed():
 
 @pytest.fixture(scope="module")
 def mix_fresh():
-    weights = [0.3, 0.5, th.golden_ratio_weight(), 0.75, 0.9]
     return cj.sweep(
-        m, _cfg(policy="mix"), {"real_weight": weights}, seeds=SEEDS, steps=STEPS
+        m, _cfg(policy="mix"), {"real_weight": MIX_WEIGHTS}, seeds=SEEDS, steps=STEPS
     )
 
 
 def test_replace_error_grows_as_n_sigma0_sq_d_over_T0_minus_d_minus_1(replace_fresh):
-    agreement = cj.compare(replace_fresh, _grid_predict(replace_fresh), z=Z)
+    tr, pred = replace_fresh
+    agreement = cj.compare(tr, pred, z=Z)
     assert agreement.passed, agreement.table()
     # The prediction itself: linear in n with slope σ0² d/(T0 − d − 1).
-    slope = np.diff(np.asarray(_grid_predict(replace_fresh)["test_error"]), axis=1)
+    slope = np.diff(np.asarray(pred["test_error"]), axis=1)
     np.testing.assert_allclose(slope[0], 10 / 9)  # T0 = 20
     np.testing.assert_allclose(slope[1], 10 / 49)  # T0 = 60
 
@@ -116,7 +133,7 @@ def test_golden_ratio_weight_minimises_the_long_run_mix_error(mix_fresh):
     phi_inv = th.golden_ratio_weight()
     assert phi_inv == pytest.approx(0.6180339887)
     omegas = np.linspace(0.05, 1.0, 96)
-    limits = [float(th.mix_limit(_cfg(policy="mix", real_weight=w))) for w in omegas]
+    limits = np.asarray(th.mix_limit(_cfg(policy="mix", real_weight=omegas)))
     assert abs(omegas[int(np.argmin(limits))] - phi_inv) <= 0.01  # grid step
     assert float(th.optimal_real_weight(_cfg(), 200)) == pytest.approx(
         phi_inv, abs=1e-4
@@ -132,12 +149,10 @@ def test_golden_ratio_weight_minimises_the_long_run_mix_error(mix_fresh):
 
 
 def test_ols_downstream_error_is_clean_variance_plus_generator_error(replace_fresh):
-    pred = _grid_predict(replace_fresh)
+    tr, pred = replace_fresh
     clean = 0.7**2 * 10 / (30 - 10 - 1)
     np.testing.assert_allclose(pred["downstream_error"] - pred["test_error"], clean)
-    agreement = cj.compare(
-        replace_fresh, {"downstream_error": pred["downstream_error"]}, z=Z
-    )
+    agreement = cj.compare(tr, {"downstream_error": pred["downstream_error"]}, z=Z)
     assert agreement.passed, agreement.table()
 
 
@@ -146,10 +161,16 @@ def test_ridge_downstream_error_matches_deterministic_equivalent():
     # as d → ∞: the mean of a linear spectral statistic of a finite Wishart matrix
     # differs by O(1/d) relative (measured +0.8..1.8% at d = 50 and +1.5..3% at
     # d = 20, always above). rtol = 1/d = 0.025 states that bias.
+    # Σ = I is written as the power law s_k = k^-0 = 1 (exactly 1 in the model and
+    # the theory), so this sweep shares the programs of power_tuned (3 λ x 400 runs
+    # there as 2 λ x 600, and 2 records each).
     d = 40
     cfg = _cfg(dim=d, samples=80, generator_samples=100, noise=0.5, generator_noise=0.5)
+    cfg = cfg.replace(spectrum="power_law", decay=0.0)
     tr = cj.sweep(m, cfg, {"ridge": [0.05, 0.3, 1.0]}, seeds=400, steps=4, every=2)
-    pred = jax.vmap(lambda c: th.predict(c, tr.steps))(tr.cfg)
+    pred = _grid_predict(tr)
+    iso = _grid_predict(tr, tr.cfg.replace(spectrum="isotropic"))
+    np.testing.assert_allclose(pred["downstream_error"], iso["downstream_error"])
     agreement = cj.compare(
         tr, {"downstream_error": pred["downstream_error"]}, z=Z, rtol=1.0 / d
     )
@@ -165,7 +186,7 @@ def test_optimal_ridge_grows_with_the_number_of_generations():
         generator_noise=0.5,
         ridge=0.1,
     )
-    lams = [float(th.optimal_ridge(cfg, n)) for n in (0, 5, 50)]
+    lams = [float(_tuned(cfg, n)[0]) for n in (0, 5, 50)]
     assert lams[0] < lams[1] < lams[2]
     # Clean isotropic optimum λ* = σ² d/(T r²) (Dobriban & Wager 2018), grid 0.3%.
     assert lams[0] == pytest.approx(0.25 * 40 / 80, rel=0.01)
@@ -308,7 +329,8 @@ def test_predict_without_times_gives_the_long_run_limits():
 # downstream ridge at the λ tuned by the theory for clean data (n = 0) and re-tuned
 # after N_TUNE generations, at two downstream sizes T. The deterministic equivalent
 # has an O(1/d) finite-size bias (measured +1.5 % or less at d = 40 with 2000 seeds),
-# covered by rtol = 1/d; 400 seeds, z = 4.
+# covered by rtol = 1/d; 600 seeds, z = 4 (2 λ x 600 runs: the run count of the
+# isotropic ridge sweep, 3 λ x 400, so the two share their programs).
 POW = dict(
     dim=40,
     samples=48,
@@ -319,12 +341,12 @@ POW = dict(
     decay=2.0,
     target_decay=1.0,
 )
-T_SCALE, N_TUNE = (48, 192), 4
+T_SCALE, N_TUNE, POW_SEEDS = (48, 192), 4, 600
 
 
 def _tuned_lams():
     return {
-        (T, n): float(th.optimal_ridge(_cfg(**{**POW, "samples": T}), n))
+        (T, n): float(_tuned(_cfg(**{**POW, "samples": T}), n)[0])
         for T in T_SCALE
         for n in (0, N_TUNE)
     }
@@ -339,9 +361,9 @@ def power_tuned():
             m,
             _cfg(**{**POW, "samples": T}),
             {"ridge": [lams[(T, 0)], lams[(T, N_TUNE)]]},
-            seeds=400,
+            seeds=POW_SEEDS,
             steps=N_TUNE,
-            every=N_TUNE,
+            every=N_TUNE // 2,
         )
         for T in T_SCALE
     }
@@ -349,8 +371,9 @@ def power_tuned():
 
 
 def _at(runs, T, n, lam_n):
-    """Per-seed downstream errors at T, generation record n, for λ tuned at lam_n."""
-    return runs[T]["downstream_error"][int(lam_n > 0), :, int(n > 0)]
+    """Per-seed downstream errors at T, generation n (0 or N_TUNE: the first or last
+    record), for λ tuned at lam_n."""
+    return runs[T]["downstream_error"][int(lam_n > 0), :, -1 if n > 0 else 0]
 
 
 def test_power_law_ridge_error_matches_the_anisotropic_deterministic_equivalent(
@@ -385,10 +408,7 @@ def test_tuned_error_decays_more_slowly_in_T_after_generations(power_tuned):
     slopes = {}
     for n in (0, N_TUNE):
         sim, se = _slope(*(_at(runs, T, n, n) for T in T_SCALE))
-        theory = [
-            float(th.tuned_downstream_error(_cfg(**{**POW, "samples": T}), n))
-            for T in T_SCALE
-        ]
+        theory = [float(_tuned(_cfg(**{**POW, "samples": T}), n)[1]) for T in T_SCALE]
         th_slope = np.log(theory[1] / theory[0]) / np.log(4.0)
         # Each end carries the ≤ 1/d relative bias of the deterministic equivalent.
         assert abs(sim - th_slope) <= Z * se + 2 / (40 * np.log(4.0)), (
