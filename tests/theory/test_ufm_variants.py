@@ -1,27 +1,33 @@
 """UFM variants in closed form vs converged gradient descent: label smoothing and
 MaxSup, features tethered to inputs, mixup (theory/ufm.md, one section each).
 
-Each variant runs one float64 sweep (one compile) over its float parameter until
-‖∇f‖ < 1e-11 (asserted); the tolerance argument is stated per section. For label
-smoothing: near a minimiser
-‖θ − θ*‖ ≤ ‖∇f‖/μ modulo the rotations the metrics ignore; μ, the smallest curvature
-across the orbit, is of order min(λ) = 1e-2 at the ETF points and 6.3e-3 at the zero
-minimiser of the ε = 0.97 point (smallest eigenvalue of [[λ_W, g], [g, λ_H]],
-g = (1 − ε)√n/N), so parameters sit within ~2e-9 of the minimiser and the O(1)-Lipschitz
-metrics within ATOL = 1e-8. Identities on logits hold to rounding (rtol 1e-12).
+Each variant runs one float64 sweep over its float parameter until ‖∇f‖ < 1e-11
+(asserted); the tolerance argument is stated per section. The three sweeps and their
+predictions are computed in one compiled program (the ``sweeps`` fixture, at the end):
+per run, ``init``, the ``step`` calls and a final ``observe`` on the engine's seed
+keys, the per-run program that tests/test_model_contract.py checks ``simulate``
+against. For label smoothing: near a minimiser ‖θ − θ*‖ ≤ ‖∇f‖/μ modulo the
+rotations the metrics ignore; μ, the smallest curvature across the orbit, is of order
+min(λ) = 1e-2 at the ETF points and 6.3e-3 at the zero minimiser of the ε = 0.97 point
+(smallest eigenvalue of [[λ_W, g], [g, λ_H]], g = (1 − ε)√n/N), so parameters sit
+within ~2e-9 of the minimiser and the O(1)-Lipschitz metrics within ATOL = 1e-8.
+Identities on logits hold to rounding (rtol 1e-12).
 """
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax import lax
 
 import collapse_jax as cj
 from collapse_jax.models import ufm
+from collapse_jax.simulate import seed_keys
 from collapse_jax.theory import ufm as theory
 
 ATOL = 1e-8
 GRAD_TOL = 1e-11
+SEEDS = 2
 
 SMOOTH_BASE = dict(
     num_classes=3,
@@ -36,19 +42,10 @@ SMOOTH_BASE = dict(
 SMOOTHING = [0.0, 0.1, 0.4, 0.97]
 
 
-# One jitted prediction per static config, vmapped over the swept float leaves.
-_predict = jax.jit(jax.vmap(theory.predict))
-
-
 @pytest.fixture(scope="module")
-def smoothed():
-    """One sweep over ε of label smoothing (one compile): (cfg, trajectory, theory)."""
-    cfg = ufm.Config(**SMOOTH_BASE, loss="ls")
-    grid = {"smoothing": SMOOTHING}
-    tr = cj.sweep(ufm, cfg, grid, seeds=2, steps=3500, every=3500)
-    assert np.all(tr["grad_norm"][..., -1] < GRAD_TOL), tr["grad_norm"][..., -1]
-    grid_cfg, _ = cj.expand_grid(cfg, grid)
-    return cfg, tr, _predict(grid_cfg)
+def smoothed(sweeps):
+    """The sweep over ε of label smoothing: (cfg, trajectory, theory)."""
+    return sweeps["smoothed"]
 
 
 def test_label_smoothing_minimiser_is_the_etf_with_margin_from_shifted_norm_equation(
@@ -224,13 +221,8 @@ TETHER_LAMBDA_H = [0.01, 0.03, 0.1, 0.3]
 
 
 @pytest.fixture(scope="module")
-def tethered():
-    cfg = ufm.Config(**TETHER_BASE)
-    grid = {"lambda_h": TETHER_LAMBDA_H}
-    tr = cj.sweep(ufm, cfg, grid, seeds=2, steps=5000, every=5000)
-    assert np.all(tr["grad_norm"][..., -1] < GRAD_TOL), tr["grad_norm"][..., -1]
-    grid_cfg, _ = cj.expand_grid(cfg, grid)
-    return cfg, tr, _predict(grid_cfg)
+def tethered(sweeps):
+    return sweeps["tethered"]
 
 
 def test_tethered_minimiser_matches_the_closed_form(tethered):
@@ -299,13 +291,8 @@ MIXUP_ALPHA = [0.2, 1.0, 5.0]
 
 
 @pytest.fixture(scope="module")
-def mixed():
-    cfg = ufm.Config(**MIXUP_BASE)
-    grid = {"mixup_alpha": MIXUP_ALPHA}
-    tr = cj.sweep(ufm, cfg, grid, seeds=2, steps=4000, every=4000)
-    assert np.all(tr["grad_norm"][..., -1] < GRAD_TOL), tr["grad_norm"][..., -1]
-    grid_cfg, _ = cj.expand_grid(cfg, grid)
-    return cfg, tr, _predict(grid_cfg)
+def mixed(sweeps):
+    return sweeps["mixed"]
 
 
 def test_mixup_minimiser_matches_closed_form_and_mixed_features_interpolate(mixed):
@@ -353,3 +340,70 @@ def test_mixed_label_second_moment_matches_beta_sampling_and_the_quadrature():
     outer = y[:, :, None] * y[:, None, :]
     mean, se = outer.mean(0), outer.std(0, ddof=1) / np.sqrt(draws)
     assert np.all(np.abs(mean - S) <= 5 * se)
+
+
+# --- The three sweeps, in one program ------------------------------------------------
+
+# Variant -> (Config, swept float field and its values, steps).
+SWEEPS = {
+    "smoothed": (ufm.Config(**SMOOTH_BASE, loss="ls"), {"smoothing": SMOOTHING}, 3500),
+    "tethered": (ufm.Config(**TETHER_BASE), {"lambda_h": TETHER_LAMBDA_H}, 5000),
+    "mixed": (ufm.Config(**MIXUP_BASE), {"mixup_alpha": MIXUP_ALPHA}, 4000),
+}
+
+
+def _final_observations(cfg, keys, steps):
+    """``[G, S]`` observations after ``steps`` steps; ``cfg`` leaves are ``[G]``.
+
+    The G·S runs go one after another (``lax.map``): a batched program (``vmap``) of
+    the metrics' linear algebra takes about twice as long to compile.
+    """
+    points, seeds = jax.tree.leaves(cfg)[0].shape[0], keys.shape[0]
+
+    def run(args):
+        c, key = args
+        state = ufm.init(key, c)
+        state = lax.fori_loop(0, steps, lambda _, s: ufm.step(s, c), state)
+        return ufm.observe(state, c)
+
+    runs = (
+        jax.tree.map(lambda x: jnp.repeat(x, seeds, axis=0), cfg),
+        jnp.tile(keys, (points, 1)),
+    )
+    out = lax.map(run, runs)
+    return jax.tree.map(lambda x: x.reshape((points, seeds) + x.shape[1:]), out)
+
+
+@jax.jit
+def _run_sweeps(grid_cfgs, keys):
+    """Per variant: the observations ``[G, S]`` and the predictions ``[G]``."""
+    return {
+        name: (
+            _final_observations(cfg, keys, SWEEPS[name][2]),
+            lax.map(theory.predict, cfg),
+        )
+        for name, cfg in grid_cfgs.items()
+    }
+
+
+@pytest.fixture(scope="module")
+def sweeps():
+    """Variant -> (cfg, Trajectory of the last record, prediction), every grid point
+    with the same seed keys (as in ``cj.sweep``)."""
+    grids = {name: cj.expand_grid(cfg, grid) for name, (cfg, grid, _) in SWEEPS.items()}
+    keys = seed_keys(0, np.arange(SEEDS))
+    out = jax.device_get(_run_sweeps({n: g[0] for n, g in grids.items()}, keys))
+    results = {}
+    for name, (cfg, _, steps) in SWEEPS.items():
+        observed, prediction = out[name]
+        tr = cj.Trajectory(
+            model=ufm.__name__,
+            config={},
+            steps=np.array([steps]),
+            seeds=np.arange(SEEDS),
+            metrics={k: np.asarray(v)[:, :, None] for k, v in observed.items()},
+            grid=grids[name][1],
+        )
+        assert np.all(tr["grad_norm"][..., -1] < GRAD_TOL), tr["grad_norm"][..., -1]
+        results[name] = cfg, tr, prediction
+    return results
