@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax import lax
 from scipy import stats
 
 import collapse_jax as cj
@@ -27,6 +28,23 @@ def run4():
     return cj.simulate(m, _cfg(), seeds=SEEDS, steps=STEPS)
 
 
+def _start_and_two_steps(cfg):
+    """Jitted ``key -> (init state, its observation, state after two steps)``: one
+    compile (the step traced once, in a loop) instead of op-by-op eager calls."""
+
+    def run(key):
+        state = m.init(key, cfg)
+        later = lax.fori_loop(0, 2, lambda _, s: m.step(s, cfg), state)
+        return state, m.observe(state, cfg), later
+
+    return jax.jit(run)
+
+
+@pytest.fixture(scope="module")
+def start_and_two_steps():
+    return _start_and_two_steps(_cfg())
+
+
 def test_observe_reports_finite_float32_scalars(run4):
     assert set(run4.metrics) == {"test_error", "downstream_error"}
     for values in run4.metrics.values():
@@ -35,20 +53,17 @@ def test_observe_reports_finite_float32_scalars(run4):
     assert not run4.divergences
 
 
-def test_step_counts_generations_and_carries_a_legacy_key():
-    cfg = _cfg()
-    state = jax.jit(lambda k: m.step(m.step(m.init(k, cfg), cfg), cfg))(
-        jax.random.PRNGKey(0)
-    )
+def test_step_counts_generations_and_carries_a_legacy_key(start_and_two_steps):
+    _, _, state = start_and_two_steps(jax.random.PRNGKey(0))
     assert int(state.generation) == 2
     assert state.key.dtype == jnp.uint32 and state.key.shape == (2,)
 
 
-def test_generation_zero_is_the_true_model():
+def test_generation_zero_is_the_true_model(start_and_two_steps):
     cfg = _cfg()
-    state = m.init(jax.random.PRNGKey(1), cfg)
-    assert float(m.observe(state, cfg)["test_error"]) == 0.0
-    np.testing.assert_allclose(jnp.linalg.norm(state.w_true), cfg.signal, rtol=1e-6)
+    state, first, _ = start_and_two_steps(jax.random.PRNGKey(1))
+    assert float(first["test_error"]) == 0.0
+    np.testing.assert_allclose(np.linalg.norm(state.w_true), cfg.signal, rtol=1e-6)
 
 
 def test_bad_value_inside_a_grid_array_is_rejected():
@@ -62,7 +77,7 @@ def test_sampled_gram_matrix_has_the_wishart_law_of_x_transpose_x():
     cfg = m.Config(dim=4, spectrum="power_law", decay=1.0, dtype="float64")
     T = 7.0
     keys = jax.random.split(jax.random.PRNGKey(3), 20_000)
-    F, z = jax.vmap(lambda k: m._draw(k, T, cfg, jnp.float64))(keys)
+    F, z = jax.jit(jax.vmap(lambda k: m._draw(k, T, cfg, jnp.float64)))(keys)
     gram = np.asarray(jnp.einsum("sij,skj->sik", F, F))
     s = np.arange(1, 5) ** -1.0
     mean, se = gram.mean(0), gram.std(0, ddof=1) / np.sqrt(len(gram))
@@ -93,14 +108,13 @@ def test_vmapped_grid_over_T0_ridge_and_weight_equals_separate_runs():
             np.testing.assert_allclose(one[name], tr[name][g], rtol=1e-5, atol=1e-7)
 
 
-def test_fixed_design_is_reused_and_fresh_design_is_not():
+def test_fixed_design_is_reused_and_fresh_design_is_not(start_and_two_steps):
     cfg = _cfg(policy="replace", fixed_design=True)
-    state = m.init(jax.random.PRNGKey(0), cfg)
-    later = m.step(m.step(state, cfg), cfg)
+    state, _, later = _start_and_two_steps(cfg)(jax.random.PRNGKey(0))
     np.testing.assert_array_equal(state.design, later.design)
-    assert float(jnp.abs(state.design).sum()) > 0
-    fresh = m.init(jax.random.PRNGKey(0), _cfg(policy="replace"))
-    assert float(jnp.abs(fresh.design).sum()) == 0  # unused placeholder
+    assert float(np.abs(state.design).sum()) > 0
+    fresh, _, _ = start_and_two_steps(jax.random.PRNGKey(0))  # fresh design
+    assert float(np.abs(fresh.design).sum()) == 0  # unused placeholder
 
 
 def test_float64_run_is_finite_and_float64():
@@ -114,7 +128,7 @@ def test_min_norm_fit_on_padded_rows_is_the_pseudoinverse_solution():
     # T0 = 3 kept rows of d = 5: the fit interpolates the labels and equals
     # pinv(X) y on the kept rows, as if the zeroed rows were never drawn.
     cfg = _cfg(dtype="float64", interpolate=True, generator_samples=3, policy="replace")
-    X, eps = m._draw_rows(jax.random.PRNGKey(4), cfg, jnp.float64)
+    X, eps = jax.jit(lambda k: m._draw_rows(k, cfg, jnp.float64))(jax.random.PRNGKey(4))
     X, eps = np.asarray(X), np.asarray(eps)
     assert np.all(X[3:] == 0) and np.all(eps[3:] == 0)
     w = np.linspace(-1.0, 1.0, 5)
@@ -132,13 +146,17 @@ def test_power_law_source_has_the_stated_second_moments():
     # E w*_k² = r² k^-a / Σ_j j^-a; 4000 draws, each coordinate within 5 SE.
     cfg = _cfg(dtype="float64", target_decay=1.5, signal=2.0)
     keys = jax.random.split(jax.random.PRNGKey(5), 4000)
-    w = np.asarray(jax.vmap(lambda k: m._true_weights(k, cfg, jnp.float64))(keys))
+    draw = jax.jit(  # one compile for both sources (same static fields)
+        jax.vmap(lambda k, c: m._true_weights(k, c, jnp.float64), in_axes=(0, None))
+    )
+    w = np.asarray(draw(keys, cfg))
     tail = np.arange(1, 6) ** -1.5
     sq = w**2
     se = sq.std(0, ddof=1) / np.sqrt(len(sq))
     assert np.all(np.abs(sq.mean(0) - 4.0 * tail / tail.sum()) <= 5 * se)
-    flat = np.asarray(m._true_weights(keys[0], _cfg(dtype="float64"), jnp.float64))
-    np.testing.assert_allclose(np.linalg.norm(flat), 1.0, rtol=1e-12)  # a = 0: sphere
+    flat = np.asarray(draw(keys, _cfg(dtype="float64")))
+    norms = np.linalg.norm(flat, axis=1)
+    np.testing.assert_allclose(norms, 1.0, rtol=1e-12)  # a = 0: on the sphere
 
 
 def test_interpolate_accepts_at_most_dim_samples_and_no_accumulate():
