@@ -4,6 +4,8 @@ Every stochastic check is |seed mean − theory| <= 4 SE at every recorded gener
 (collapse_jax.compare with z=4), over the seed count stated in each test.
 """
 
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -18,16 +20,47 @@ SEEDS = 3000
 
 EXACT = ("mean", "mean_sq", "variance", "log_det", "w2_sq")
 
+# One compile per Config (its static sizes) and set of generations, not op by op.
+# Only mix configs trace: the exact replace forms (log det, W2) take float() of
+# digamma/gammaln values and accumulate's Σ 1/j² sizes an array from its argument,
+# so those policies are evaluated eagerly.
+_jitted = {
+    "predict": jax.jit(th.predict, static_argnums=1),
+    "approximation_error": jax.jit(th.approximation_error, static_argnums=1),
+}
 
-def _run(cfg, steps=24, every=4, metrics=EXACT, seeds=SEEDS):
-    tr = cj.simulate(m, cfg, seeds=seeds, steps=steps, every=every)
-    pred = th.predict(cfg, tr.steps)
+
+def _predict(cfg, t):
+    fn = _jitted["predict"] if cfg.policy == "mix" else th.predict
+    return fn(cfg, t)
+
+
+def _approximation_error(cfg, t):
+    jitted = cfg.policy == "mix"
+    fn = _jitted["approximation_error"] if jitted else th.approximation_error
+    return fn(cfg, t)
+
+
+def _agreement(tr, cfg, metrics=EXACT):
+    t = tuple(int(n) for n in tr.steps)
+    pred = _predict(cfg, t)
     pred = {k: pred[k] for k in metrics}
     # Second-order entries get the size of their first neglected term as atol (the
     # largest over the records: one number per metric); exact entries get 0.
-    err = th.approximation_error(cfg, tr.steps)
+    err = _approximation_error(cfg, t)
     atol = {k: float(np.max(err[k])) for k in pred if k != "mean"}
-    return tr, cj.compare(tr, pred, z=Z, atol=atol)
+    return cj.compare(tr, pred, z=Z, atol=atol)
+
+
+def _run(cfg, steps=24, every=4, metrics=EXACT, seeds=SEEDS):
+    tr = cj.simulate(m, cfg, seeds=seeds, steps=steps, every=every)
+    return tr, _agreement(tr, cfg, metrics)
+
+
+def _point(tr, g):
+    """Grid point ``g`` of a sweep as a run of its own (same seeds and records)."""
+    metrics = {k: v[g] for k, v in tr.metrics.items()}
+    return dataclasses.replace(tr, metrics=metrics, grid={}, divergences=(), cfg=None)
 
 
 # The per-seed variance is a product of n independent χ²_k/D factors: log-normal-like
@@ -77,13 +110,25 @@ def test_accumulate_mean_error_matches_recursion_and_stays_below_pi2_over_6_boun
     assert float(e[-1]) < 2.0 * (np.pi**2 / 6) * cfg.dim / cfg.samples
 
 
-def test_mix_sweep_over_real_fraction_matches_exact_recursion():
-    cfg = m.Config(dim=2, samples=6, policy="mix", estimator="mle", dtype="float64")
-    grid = [0.2, 0.618, 0.9]
-    tr = cj.sweep(m, cfg, {"real_fraction": grid}, seeds=SEEDS, steps=24, every=4)
+# Diagonal MLE mix, d=2, M=6: one sweep (one compile) for the first-moment check over
+# the weights and the second-moment check at w = 0.3.
+MIX_CFG = m.Config(dim=2, samples=6, policy="mix", estimator="mle", dtype="float64")
+MIX_GRID = [0.2, 0.3, 0.618, 0.9]
+
+
+@pytest.fixture(scope="module")
+def mix_sweep():
+    return cj.sweep(
+        m, MIX_CFG, {"real_fraction": MIX_GRID}, seeds=SEEDS, steps=24, every=4
+    )
+
+
+def test_mix_sweep_over_real_fraction_matches_exact_recursion(mix_sweep):
+    cfg, grid, tr = MIX_CFG, MIX_GRID, mix_sweep
     pred = {"mean_sq": [], "variance": []}
+    t = tuple(int(n) for n in tr.steps)
     for w in grid:
-        p = th.predict(cfg.replace(real_fraction=w), tr.steps)
+        p = _predict(cfg.replace(real_fraction=w), t)
         for k in pred:
             pred[k].append(p[k])
     agreement = cj.compare(tr, {k: np.stack(v) for k, v in pred.items()}, z=Z)
@@ -117,12 +162,26 @@ def test_closed_forms_refuse_policies_they_do_not_describe(policy):
     with pytest.raises(ValueError, match="policy"):
         th.log_det(cfg, np.arange(3))
     # predict falls back to the second-order forms, whose remainder is stated.
-    assert np.all(np.asarray(th.approximation_error(cfg, [0, 2])["log_det"])[1:] > 0)
+    assert np.all(np.asarray(_approximation_error(cfg, (0, 2))["log_det"])[1:] > 0)
 
 
 # Full covariance, second moments and the second-order log det / W2. M = 50 keeps the
 # eigenvalue fluctuation x = λ − 1 near σ ≈ 0.2, so the cubic remainder is a few
 # percent of the quadratic term; 12 generations; z = 4 over 3000 seeds.
+
+
+FULL = dict(dim=2, samples=50, covariance="full", max_generations=12, dtype="float64")
+
+
+@pytest.fixture(scope="module")
+def full_mix_and_replace():
+    # Mix at w = 0 is replace draw for draw (the same key split and synthetic sample;
+    # 0·real fit + 1·synthetic fit), checked to 1e-12 in
+    # tests/models/test_recursive_gaussian.py: one sweep over w ∈ {0.5, 0} runs the
+    # mix and the replace cases on one compiled program.
+    cfg = m.Config(**FULL, policy="mix")
+    grid = {"real_fraction": [0.5, 0.0]}
+    return cj.sweep(m, cfg, grid, seeds=SEEDS, steps=12, every=3)
 
 
 @pytest.mark.parametrize(
@@ -131,34 +190,31 @@ def test_closed_forms_refuse_policies_they_do_not_describe(policy):
     ids=["mix", "accumulate", "replace"],
 )
 def test_full_covariance_log_det_and_w2_follow_second_moment_recursions(
-    policy, fraction
+    policy, fraction, full_mix_and_replace
 ):
-    cfg = m.Config(
-        dim=2,
-        samples=50,
-        covariance="full",
-        policy=policy,
-        real_fraction=fraction,
-        max_generations=12,
-        dtype="float64",
-    )
+    cfg = m.Config(**FULL, policy=policy, real_fraction=fraction)
     metrics = ("mean_sq", "variance", "cov_err_sq", "log_det", "w2_sq")
-    tr, agreement = _run(cfg, steps=12, every=3, metrics=metrics)
+    if policy == "accumulate":
+        tr, agreement = _run(cfg, steps=12, every=3, metrics=metrics)
+    else:  # predicted by this policy's own formulas
+        tr = _point(full_mix_and_replace, 0 if policy == "mix" else 1)
+        agreement = _agreement(tr, cfg, metrics)
     assert agreement.passed, agreement.table()
     # The stated remainder stays under half the predicted value, so the prediction
     # fixes the size and sign of the metric rather than passing on a wide allowance.
-    pred, err = th.predict(cfg, tr.steps), th.approximation_error(cfg, tr.steps)
+    t = tuple(int(n) for n in tr.steps)
+    pred, err = _predict(cfg, t), _approximation_error(cfg, t)
     for k in ("log_det", "w2_sq"):
         assert np.all(np.asarray(err[k])[1:] < 0.5 * np.abs(pred[k][1:])), k
 
 
-def test_diagonal_mle_mix_second_moments_are_exact():
-    # The diagonal fit's own recursion (E χ⁴ = k(k+2)); d=3, M=10, w=0.3, MLE.
-    cfg = m.Config(
-        dim=3, samples=10, policy="mix", estimator="mle", real_fraction=0.3,
-        dtype="float64",
-    )  # fmt: skip
-    tr, agreement = _run(cfg, steps=12, every=3, metrics=("cov_err_sq",))
+def test_diagonal_mle_mix_second_moments_are_exact(mix_sweep):
+    # The diagonal fit's own recursion (E χ⁴ = k(k+2)); d=2, M=6, w=0.3, MLE, 24
+    # generations (the w = 0.3 point of the mix sweep).
+    assert MIX_GRID[1] == 0.3
+    tr = _point(mix_sweep, 1)
+    cfg = MIX_CFG.replace(real_fraction=0.3)
+    agreement = _agreement(tr, cfg, metrics=("cov_err_sq",))
     assert agreement.passed, agreement.table()
 
 
@@ -186,14 +242,14 @@ def test_full_w2_leading_term_is_n_d_over_m_times_one_plus_d_plus_one_over_four(
 
 def test_predict_without_times_covers_every_generation_and_vmaps_over_weights():
     cfg = m.Config(policy="mix", max_generations=6)
-    out = th.predict(cfg)
+    out = _predict(cfg, None)
     assert out["log_det"].shape == (7,) and out["mean"].shape == (7, cfg.dim)
     weights = np.array([0.2, 0.9])
-    swept = jax.vmap(lambda w: th.predict(cfg.replace(real_fraction=w))["w2_sq"])(
-        weights
-    )
+    swept = jax.jit(
+        jax.vmap(lambda w: th.predict(cfg.replace(real_fraction=w))["w2_sq"])
+    )(weights)
     for g, w in enumerate(weights):
-        alone = th.predict(cfg.replace(real_fraction=float(w)))["w2_sq"]
+        alone = _predict(cfg.replace(real_fraction=float(w)), None)["w2_sq"]
         np.testing.assert_allclose(swept[g], alone, rtol=1e-6)
 
 
