@@ -11,6 +11,7 @@ import pytest
 
 import collapse_jax as cj
 from collapse_jax.models import ufm
+from collapse_jax.simulate import seed_keys
 
 
 def test_float64_requires_x64():
@@ -97,8 +98,13 @@ def test_tethered_inputs_are_a_frame_plus_whitened_within_class_noise():
         input_noise=0.3,
         dtype="float64",
     )
-    init = jax.jit(ufm.init)
-    state = init(jax.random.PRNGKey(0), cfg)
+
+    def draws(key):  # one program: both inits and the loss
+        state = ufm.init(key, cfg)
+        plain = ufm.init(key, cfg.replace(tether=False))
+        return state, plain, ufm.loss(state.params, cfg, state.inputs)
+
+    state, plain, value = jax.jit(draws)(jax.random.PRNGKey(0))
     X = np.asarray(state.inputs)
     Y = np.eye(3)[:, cfg.labels]
     means = X @ Y.T / 3  # [d, K]
@@ -107,7 +113,6 @@ def test_tethered_inputs_are_a_frame_plus_whitened_within_class_noise():
     np.testing.assert_allclose(E @ E.T, 9 * 0.09 * np.eye(4), atol=1e-12)  # Nσ² I
     np.testing.assert_allclose(E @ Y.T, 0.0, atol=1e-12)
     # Features start at the inputs; W and H draws are those of the untethered model.
-    plain = init(jax.random.PRNGKey(0), cfg.replace(tether=False))
     np.testing.assert_array_equal(state.params.W, plain.params.W)
     np.testing.assert_allclose(state.params.H, plain.params.H + X, atol=1e-15)
     W, H = np.asarray(state.params.W), np.asarray(state.params.H)
@@ -116,7 +121,6 @@ def test_tethered_inputs_are_a_frame_plus_whitened_within_class_noise():
         + cfg.lambda_w / 2 * np.sum(W**2)
         + cfg.lambda_h / 2 * np.sum((H - X) ** 2)
     )
-    value = jax.jit(ufm.loss)(state.params, cfg, state.inputs)
     assert float(value) == pytest.approx(expected, rel=1e-12)
 
 
@@ -124,7 +128,12 @@ def test_mixup_loss_weights_every_mixed_sample_by_one_over_2k():
     cfg = ufm.Config(
         num_classes=3, dim=2, per_class=2, mixup=True, mixup_alpha=0.5, dtype="float64"
     )
-    state = jax.jit(ufm.init)(jax.random.PRNGKey(0), cfg)
+
+    def draws(key):  # one program: init and the loss there
+        state = ufm.init(key, cfg)
+        return state, ufm.loss(state.params, cfg)
+
+    state, value = jax.jit(draws)(jax.random.PRNGKey(0))
     W, H = np.asarray(state.params.W), np.asarray(state.params.H)
     assert H.shape == (2, 36)  # 2KN columns
     sd = 0.5 / np.sqrt(2 * 0.5 + 1)  # standard deviation of Beta(0.5, 0.5)
@@ -141,32 +150,67 @@ def test_mixup_loss_weights_every_mixed_sample_by_one_over_2k():
         + cfg.lambda_w / 2 * np.sum(W**2)
         + cfg.lambda_h / 2 * np.sum(H**2) / 6
     )
-    value = jax.jit(ufm.loss)(state.params, cfg)
     assert float(value) == pytest.approx(expected, rel=1e-12)
     np.testing.assert_array_equal(
         Y[:, ufm._pure_columns(cfg)], np.eye(3)[:, cfg.labels]
     )
 
 
+OPTIMIZER_LR = {"gd": 0.5, "momentum": 0.05, "adam": 0.01}
+SEEDS = 2
+
+
+def _loss_before_and_after(cfg, steps, keys):
+    """``([S], [S])``: the loss at ``init`` and after ``steps`` steps, for seeds
+    0..SEEDS-1 on the engine's keys (tests/test_model_contract.py checks ``simulate``
+    against this loop of init and step). The seeds run one after another."""
+
+    def run(key):
+        state = ufm.init(key, cfg)
+        before = ufm.loss(state.params, cfg, state.inputs)
+        state = jax.lax.fori_loop(0, steps, lambda _, s: ufm.step(s, cfg), state)
+        return before, ufm.loss(state.params, cfg, state.inputs)
+
+    return jax.lax.map(run, keys)
+
+
+@pytest.fixture(scope="module")
+def short_runs():
+    """Every optimiser and loss for 200 steps, and the float32 run to the minimum of
+    the float64 test for 3000 steps, in one compiled program."""
+    runs = {
+        f"{loss}-{optimizer}": (
+            ufm.Config(loss=loss, optimizer=optimizer, lr=lr, bias=True),
+            200,
+        )
+        for loss in ("mse", "ce")
+        for optimizer, lr in OPTIMIZER_LR.items()
+    }
+    runs["float32"] = ufm.Config(lr=0.5), 3000
+    run_all = jax.jit(
+        lambda keys: {k: _loss_before_and_after(*run, keys) for k, run in runs.items()}
+    )
+    return jax.device_get(run_all(seed_keys(0, np.arange(SEEDS))))
+
+
 @pytest.mark.parametrize("optimizer", ["gd", "momentum", "adam"])
 @pytest.mark.parametrize("loss", ["mse", "ce"])
-def test_every_optimizer_decreases_the_loss(optimizer, loss):
-    lr = {"gd": 0.5, "momentum": 0.05, "adam": 0.01}[optimizer]
-    cfg = ufm.Config(loss=loss, optimizer=optimizer, lr=lr, bias=True)
-    tr = cj.simulate(ufm, cfg, seeds=2, steps=200, every=200)
-    assert np.all(tr["loss"][:, -1] < 0.8 * tr["loss"][:, 0])
+def test_every_optimizer_decreases_the_loss(short_runs, optimizer, loss):
+    before, after = short_runs[f"{loss}-{optimizer}"]
+    assert np.all(after < 0.8 * before)
 
 
-def test_float64_run_keeps_float64_and_reaches_the_same_minimum_as_float32():
-    cfg32 = ufm.Config(lr=0.5)
-    cfg64 = cfg32.replace(dtype="float64")
-    tr32 = cj.simulate(ufm, cfg32, seeds=2, steps=3000, every=1000)
-    tr64 = cj.simulate(ufm, cfg64, seeds=2, steps=3000, every=1000)
-    assert tr64["loss"].dtype == np.float64 and tr32["loss"].dtype == np.float32
+def test_float64_run_keeps_float64_and_reaches_the_same_minimum_as_float32(
+    short_runs,
+):
+    cfg64 = ufm.Config(lr=0.5, dtype="float64")
+    tr64 = cj.simulate(ufm, cfg64, seeds=SEEDS, steps=3000, every=1000)
+    _, loss32 = short_runs["float32"]  # the same Config in float32, same steps
+    assert tr64["loss"].dtype == np.float64 and loss32.dtype == np.float32
     # The draws differ (normal sampling depends on dtype), but the landscape is benign:
     # both reach the same minimum value, up to float32 rounding of the loss (~1e-7).
     assert np.all(tr64["grad_norm"][:, -1] < 1e-5)
-    np.testing.assert_allclose(tr32["loss"][:, -1], tr64["loss"][:, -1], rtol=1e-5)
+    np.testing.assert_allclose(loss32, tr64["loss"][:, -1], rtol=1e-5)
 
 
 def test_observe_reports_documented_metrics():
