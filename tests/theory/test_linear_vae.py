@@ -24,6 +24,11 @@ GRAD_TOL = 1e-9
 BETAS = (0.9, 1.4, 2.2, 3.0)
 CORRELATIONS = (0.0, 0.6, 0.9)
 CURVES = ("kl", "decoder_norms", "encoder_variances", "loss", "elbo", "latent_eigs")
+# The theory, jitted: called eagerly it would compile each of its primitives.
+predict = jax.jit(th.predict)
+predict_grid = jax.jit(jax.vmap(th.predict))
+# Each run below goes in one block of exactly its runs: the default block of 64 would
+# step padding runs along (the block size never changes a run's numbers).
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +38,8 @@ def grid_run():
     # of a threshold λ_i = βσ², where convergence slows down.
     cfg = m.Config(condition_dim=2, lr=0.1, dtype="float64")
     grid = dict(beta=BETAS, correlation=CORRELATIONS)
-    traj = cj.sweep(m, cfg, grid, steps=8000, every=4000, seeds=2)
-    return traj, jax.vmap(th.predict)(traj.cfg)
+    traj = cj.sweep(m, cfg, grid, steps=8000, every=4000, seeds=2, block_size=24)
+    return traj, predict_grid(traj.cfg)
 
 
 def test_gradient_descent_reaches_a_stationary_point(grid_run):
@@ -78,9 +83,10 @@ def test_learned_sigma2_reaches_the_profile_minimiser_and_ppca_at_beta_1():
     # β = 1: both latents active; β = 2: one (σ² = 1.75); β = 3: none (σ² = the mean
     # of all eigenvalues, 1.875).
     cfg = m.Config(learn_sigma2=True, latent_dim=2, lr=0.05, dtype="float64")
-    traj = cj.sweep(m, cfg, dict(beta=(1.0, 2.0, 3.0)), steps=8000, every=4000, seeds=2)
+    betas = dict(beta=(1.0, 2.0, 3.0))
+    traj = cj.sweep(m, cfg, betas, steps=8000, every=4000, seeds=2, block_size=6)
     assert np.max(traj.metrics["grad_norm"][:, :, -1]) < GRAD_TOL
-    pred = jax.vmap(th.predict)(traj.cfg)
+    pred = predict_grid(traj.cfg)
     np.testing.assert_array_equal(np.asarray(pred["active"]), [2, 1, 0])
     np.testing.assert_array_equal(
         traj.metrics["active"][:, :, -1], [[2, 2], [1, 1], [0, 0]]
@@ -92,26 +98,29 @@ def test_learned_sigma2_reaches_the_profile_minimiser_and_ppca_at_beta_1():
     # Probabilistic PCA at β = 1: σ² is the mean of the discarded eigenvalues (1, 0.5)
     # and the ELBO is the maximum pPCA log-likelihood.
     np.testing.assert_allclose(traj.metrics["sigma2"][0, :, -1], 0.75, atol=ATOL)
-    ppca = float(th.ppca_log_likelihood(np.array(cfg.eigenvalues), 2))
+    ppca = float(
+        jax.jit(th.ppca_log_likelihood, static_argnums=1)(np.array(cfg.eigenvalues), 2)
+    )
     np.testing.assert_allclose(traj.metrics["elbo"][0, :, -1], ppca, atol=ATOL)
 
 
 @functools.partial(jax.jit, static_argnums=2)
 def _profile_argmin(eigs, beta, latent_dim, grid):
+    """(the grid's argmin of the profile loss, ``learned_sigma2``): one compile per
+    ``latent_dim``."""
     losses = jax.vmap(
         lambda v: th.optimum(eigs, beta, v, latent_dim=latent_dim)["loss"]
     )
-    return grid[jnp.argmin(losses(grid))]
+    return grid[jnp.argmin(losses(grid))], th.learned_sigma2(eigs, beta, latent_dim)
 
 
 @pytest.mark.parametrize("beta, latent_dim", [(1.0, 2), (0.6, 2), (2.5, 3), (0.3, 3)])
 def test_learned_sigma2_minimises_the_profile_loss_over_a_dense_grid(beta, latent_dim):
-    eigs = jnp.array([4.0, 2.0, 1.0, 0.5])
-    grid = jnp.geomspace(1e-2, 10.0, 4001)
-    best = float(_profile_argmin(eigs, beta, latent_dim, grid))
-    s2 = float(th.learned_sigma2(eigs, beta, latent_dim))
+    eigs = np.array([4.0, 2.0, 1.0, 0.5])
+    grid = np.geomspace(1e-2, 10.0, 4001)
+    best, s2 = map(float, _profile_argmin(eigs, beta, latent_dim, grid))
     # The minimiser lies within one grid step (a factor ~1.0017) of the grid's argmin.
-    assert abs(np.log(best / s2)) <= float(jnp.log(grid[1] / grid[0])) + 1e-12
+    assert abs(np.log(best / s2)) <= float(np.log(grid[1] / grid[0])) + 1e-12
 
 
 def test_inverse_lipschitz_decoder_keeps_every_latent_active_with_clamped_norms():
@@ -128,9 +137,9 @@ def test_inverse_lipschitz_decoder_keeps_every_latent_active_with_clamped_norms(
         lr=0.1,
         dtype="float64",
     )
-    traj = cj.simulate(m, cfg, steps=6000, every=3000, seeds=2)
+    traj = cj.simulate(m, cfg, steps=6000, every=3000, seeds=2, block_size=2)
     assert np.max(traj.final("grad_norm")) < GRAD_TOL
-    pred = th.predict(cfg)
+    pred = predict(cfg)
     assert np.all(traj.final("active") == 3) and float(pred["active"]) == 3
     assert np.all(traj.final("kl") > 0.05)
     np.testing.assert_allclose(
@@ -159,10 +168,11 @@ def test_reparameterised_elbo_reaches_the_sample_covariance_minimiser():
         lr_decay=0.01,
         dtype="float64",
     )
-    traj = cj.simulate(m, cfg, steps=4000, every=2000, seeds=S)
-    pred = jax.vmap(lambda e: th.optimum(e, cfg.beta, cfg.sigma2, latent_dim=3))(
-        traj.final("latent_eigs")
+    traj = cj.simulate(m, cfg, steps=4000, every=2000, seeds=S, block_size=S)
+    optimum = jax.jit(
+        jax.vmap(lambda e: th.optimum(e, cfg.beta, cfg.sigma2, latent_dim=3))
     )
+    pred = optimum(traj.final("latent_eigs"))
     n_active = np.asarray(pred["active"]).astype(int)
     assert np.all(n_active == 2)  # eigenvalues (4, 2) above βσ² = 1.5 in every sample
     for name in ("kl", "decoder_norms", "encoder_variances"):
