@@ -3,6 +3,7 @@
 the complete collapse of plain invariance."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -12,16 +13,24 @@ from collapse_jax.models import linear_contrastive as m
 from collapse_jax.theory import linear_contrastive as th
 
 AUG = [0.3, 1.0, 3.0]
+# The theory, jitted: called eagerly it would compile each of its primitives.
+predict_limit = jax.jit(lambda cfg: th.predict(cfg, None))
+# Two-seed runs in one block of two: the default block of 64 would step 62 padding
+# runs along (the block size never changes a run's numbers).
+BLOCK2 = dict(block_size=2)
 
 
 @pytest.fixture(scope="module")
 def infonce_sweep():
     cfg = m.Config(dim=4, embed_dim=4, batch_size=0, lr=0.05, dtype="float64")
-    return cj.sweep(m, cfg, {"aug_var": AUG}, steps=3000, every=1500, seeds=2)
+    return cj.sweep(
+        m, cfg, {"aug_var": AUG}, steps=3000, every=1500, seeds=2, block_size=6
+    )
 
 
 def test_infonce_population_spectrum_is_the_closed_form_minimiser(infonce_sweep):
-    pred = jax.vmap(lambda c: th.predict(c, infonce_sweep.steps))(infonce_sweep.cfg)
+    steps = infonce_sweep.steps
+    pred = jax.jit(jax.vmap(lambda c: th.predict(c, steps)))(infonce_sweep.cfg)
     # Gradient descent converges linearly; the last two records (t = 75, 150) agree
     # to < 1e-9, so the residual optimisation error is below the 1e-6 floor.
     drift = np.abs(np.diff(infonce_sweep.mean("aug_spectrum")[:, -2:], axis=1))
@@ -33,12 +42,14 @@ def test_infonce_population_spectrum_is_the_closed_form_minimiser(infonce_sweep)
 def test_infonce_effective_rank_falls_as_augmentation_grows(infonce_sweep):
     rank = infonce_sweep.mean("effective_rank")[:, -1]
     assert np.all(np.diff(rank) < 0)  # dimensional collapse with stronger augmentation
+    theory_rank = jax.jit(
+        lambda cfg: spectral.effective_rank_from_singular_values(
+            jnp.sqrt(predict_limit(cfg)["spectrum"])
+        )
+    )
     for g, aug in enumerate(AUG):
         cfg = m.Config(dim=4, embed_dim=4, batch_size=0, aug_var=aug)
-        theory = spectral.effective_rank_from_singular_values(
-            np.sqrt(th.predict(cfg, np.arange(1))["spectrum"])
-        )
-        assert rank[g] == pytest.approx(float(theory), rel=1e-6)
+        assert rank[g] == pytest.approx(float(theory_rank(cfg)), rel=1e-6)
 
 
 def test_vicreg_spectrum_is_the_water_filling_optimum_within_hinge_chatter():
@@ -54,17 +65,17 @@ def test_vicreg_spectrum_is_the_water_filling_optimum_within_hinge_chatter():
         aug_var=0.3,
         dtype="float64",
     )
-    assert bool(th.vicreg_hinge_active(cfg))
+    assert bool(jax.jit(th.vicreg_hinge_active)(cfg))
     runs = {}
     for lr in (0.002, 0.001):
         steps = int(round(20 / lr))
         runs[lr] = cj.simulate(
-            m, cfg.replace(lr=lr), steps=steps, every=steps // 20, seeds=2
+            m, cfg.replace(lr=lr), steps=steps, every=steps // 20, seeds=2, **BLOCK2
         )
     late = slice(15, None)
     coarse, fine = (runs[lr].mean("aug_spectrum")[late] for lr in (0.002, 0.001))
     richardson = np.max(np.abs(coarse - fine))
-    theory = np.asarray(th.predict(cfg, None)["aug_spectrum"])
+    theory = np.asarray(predict_limit(cfg)["aug_spectrum"])
     prediction = np.full(runs[0.001].mean("aug_spectrum").shape, np.nan)
     prediction[late] = theory
     agreement = cj.compare(
@@ -102,10 +113,15 @@ def test_vicreg_keeps_full_rank_where_plain_invariance_collapses():
         dim=4, embed_dim=4, batch_size=32, inv_weight=1.0, aug_var=1.0, lr=0.002
     )
     vic = cj.simulate(
-        m, m.Config(loss="vicreg", **common), steps=2000, every=2000, seeds=2
+        m, m.Config(loss="vicreg", **common), steps=2000, every=2000, seeds=2, **BLOCK2
     )
     inv = cj.simulate(
-        m, m.Config(loss="invariance", **common), steps=2000, every=2000, seeds=2
+        m,
+        m.Config(loss="invariance", **common),
+        steps=2000,
+        every=2000,
+        seeds=2,
+        **BLOCK2,
     )
     # VICReg: every embedding direction keeps variance of order gamma² = 1.
     assert np.all(vic.final("aug_spectrum") > 0.3)
@@ -134,12 +150,19 @@ def test_minibatch_invariance_loss_is_unbiased_for_the_population_loss():
         dtype="float64",
         aug_var=0.7,
     )
-    W = m.init(jax.random.PRNGKey(0), cfg).W
 
-    def one(key):
-        x1, x2 = m._views(key, cfg, np.float64)
-        return m.loss(W, x1, x2, cfg)
+    @jax.jit
+    def losses(key, keys):
+        W = m.init(key, cfg).W
 
-    vals = jax.vmap(one)(jax.random.split(jax.random.PRNGKey(1), 4000))
+        def one(key):
+            x1, x2 = m._views(key, cfg, np.float64)
+            return m.loss(W, x1, x2, cfg)
+
+        return jax.vmap(one)(keys), m.population_loss(W, cfg)
+
+    keys = jax.random.split(jax.random.PRNGKey(1), 4000)
+    vals, population = losses(jax.random.PRNGKey(0), keys)
+    vals = np.asarray(vals)
     se = float(np.std(vals, ddof=1) / np.sqrt(4000))
-    assert abs(float(np.mean(vals)) - float(m.population_loss(W, cfg))) <= 5 * se
+    assert abs(float(np.mean(vals)) - float(population)) <= 5 * se
