@@ -7,6 +7,8 @@
 - Zhou et al. 2024 (arXiv 2410.24200): the non-mean energy an attention layer passes.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,6 +19,11 @@ from collapse_jax.models import attention as m
 from collapse_jax.theory import attention as th
 
 EPS64 = np.finfo(np.float64).eps
+# The theory, jitted (T and the order are sizes): called eagerly it would compile
+# each of its primitives.
+entropy_lower_bound = jax.jit(th.entropy_lower_bound, static_argnums=2)
+energy_ratio_exact = jax.jit(th.energy_ratio_exact)
+energy_ratio_leading = jax.jit(th.energy_ratio_leading, static_argnums=2)
 
 # ------------------------------------------------------------- entropy bound
 
@@ -38,7 +45,7 @@ def test_entropy_never_below_zhai_bound_over_random_networks(sigma_reparam):
         assert np.all(tr["qk_norm"] <= sigma * (1 + 1e-12))
     else:
         sigma = tr["qk_norm"]
-    bound = th.entropy_lower_bound(sigma, tr["token_norm"][..., None], 6)
+    bound = entropy_lower_bound(sigma, tr["token_norm"][..., None], 6)
     # Float64 rounding of the entropy: far below 1e-12.
     assert np.all(tr["entropy"] >= bound - 1e-12)
     assert np.min(tr["entropy"] - bound) < 2.0  # the bound is not vacuous here
@@ -49,6 +56,23 @@ def _softmax_entropy(z):
     return -jnp.sum(p * jnp.log(p), axis=-1)
 
 
+@functools.partial(jax.jit, static_argnums=2)
+def _entropies_on_the_ball(z, r, T):
+    """(entropy of ``z``, entropies after projected descent on ``‖z − z̄‖ = r``)."""
+
+    def project(z):
+        zc = z - jnp.mean(z, axis=-1, keepdims=True)
+        return zc * (r[:, None, None] / jnp.linalg.norm(zc, axis=-1)[..., None])
+
+    def descend(z, _):
+        g = jax.grad(lambda z: jnp.sum(_softmax_entropy(z)))(z)
+        return project(z - 0.5 * g), None
+
+    z0 = project(jax.random.normal(jax.random.PRNGKey(T), (len(r), 32, T)))
+    zT, _ = jax.lax.scan(descend, z0, None, length=3000)
+    return _softmax_entropy(z), _softmax_entropy(zT)
+
+
 @pytest.mark.parametrize("T", [2, 5, 16])
 def test_bound_is_attained_by_the_one_high_logits_and_is_the_minimum_on_the_ball(T):
     r = np.array([0.1, 1.0, 3.0, 8.0])
@@ -57,29 +81,14 @@ def test_bound_is_attained_by_the_one_high_logits_and_is_the_minimum_on_the_ball
     z[:, 0] = gap
     z -= z.mean(axis=1, keepdims=True)  # centred: ‖z‖ = r exactly
     np.testing.assert_allclose(np.linalg.norm(z, axis=1), r, rtol=1e-14)
-    bound = np.asarray(th.entropy_lower_bound(r, 1.0, T))
-    np.testing.assert_allclose(
-        _softmax_entropy(jnp.asarray(z)), bound, rtol=1e-12, atol=1e-15
-    )
+    bound = np.asarray(entropy_lower_bound(r, 1.0, T))
 
     # Projected gradient descent of the entropy on the sphere ‖z − z̄‖ = r from 32
     # random starts per radius: never below the bound, and the best start reaches it
     # (radii up to 3: beyond, the entropy gradient ~ e^{-gap} makes descent slow).
+    ent_z, ent = map(np.asarray, _entropies_on_the_ball(z, r[:3], T))
+    np.testing.assert_allclose(ent_z, bound, rtol=1e-12, atol=1e-15)
     r, bound = r[:3], bound[:3]
-
-    def project(z):
-        zc = z - jnp.mean(z, axis=-1, keepdims=True)
-        return zc * (
-            jnp.asarray(r)[:, None, None] / jnp.linalg.norm(zc, axis=-1)[..., None]
-        )
-
-    def descend(z, _):
-        g = jax.grad(lambda z: jnp.sum(_softmax_entropy(z)))(z)
-        return project(z - 0.5 * g), None
-
-    z0 = project(jax.random.normal(jax.random.PRNGKey(T), (len(r), 32, T)))
-    zT, _ = jax.lax.scan(descend, z0, None, length=3000)
-    ent = np.asarray(_softmax_entropy(zT))
     assert np.all(ent >= bound[:, None] - 1e-12)
     np.testing.assert_allclose(ent.min(axis=1), bound, atol=1e-8)
 
@@ -170,7 +179,7 @@ def iso_run(request):
 
 def test_isotropic_stack_follows_the_exact_recursion(iso_run):
     cfg, tr = iso_run
-    pred = th.predict(cfg, tr.steps)
+    pred = jax.jit(th.predict, static_argnums=1)(cfg, tuple(tr.steps))
     # Below ~1e-12 the residual is rounding of O(1) tokens (float64): no prediction.
     floor = 1e3 * EPS64 * np.sqrt(cfg.seq_len) * 10
     for name in ("residual", "residual_norm", "energy_ratio"):
@@ -187,7 +196,7 @@ def test_pure_isotropic_residual_is_doubly_exponential_with_depth(iso_run):
         # Skip connections keep the residual: c' = (1 + vλ) c ≥ c at every layer.
         assert np.all(np.diff(tr.mean("residual_norm")[0]) > 0)
         return
-    lead = th.leading_residual_norm(cfg)
+    lead = jax.jit(th.leading_residual_norm)(cfg)
     sim = tr.mean("residual_norm")[0]
     ok = np.asarray(lead["residual_norm"]) > 1e-11  # above float64 rounding
     # log c_{l+1} = 3 log c_l + log(s v/T) + δ_l, δ_l = log(Tλ/g) with |δ_l| ≤ g_l/2,
@@ -212,7 +221,7 @@ def test_energy_ratio_matches_exact_quadrature_within_seed_se():
     )
     grid = {"qk_scale": [0.5, 1.0, 2.0]}
     tr = cj.sweep(m, cfg, grid, steps=2, every=1, seeds=64)
-    pred = jax.vmap(lambda c: th.predict(c, tr.steps))(tr.cfg)
+    pred = jax.jit(jax.vmap(lambda c: th.predict(c, tr.steps)))(tr.cfg)
     # 64 seeds, z = 4.5 over 3 x 3 x 4 = 36 compared means.
     agreement = cj.compare(tr, {"energy_ratio": pred["energy_ratio"]}, z=4.5)
     assert agreement.passed, agreement.table()
@@ -221,13 +230,13 @@ def test_energy_ratio_matches_exact_quadrature_within_seed_se():
 
 def test_quadrature_limits_and_large_n_expansion():
     # s = 0: uniform attention passes nothing; n = 1: nothing to mix.
-    assert abs(float(th.energy_ratio_exact(0.0, 16))) < 1e-12
-    assert abs(float(th.energy_ratio_exact(1.0, 1))) < 1e-10
+    assert abs(float(energy_ratio_exact(0.0, 16.0))) < 1e-12
+    assert abs(float(energy_ratio_exact(1.0, 1.0))) < 1e-10
     n = np.array([64.0, 256.0, 1024.0])
     for s in (0.5, 1.0):
-        exact = np.asarray(th.energy_ratio_exact(s, n))
-        first = np.asarray(th.energy_ratio_leading(s, n))
-        second = np.asarray(th.energy_ratio_leading(s, n, order=2))
+        exact = np.asarray(energy_ratio_exact(s, n))
+        first = np.asarray(energy_ratio_leading(s, n, 1))
+        second = np.asarray(energy_ratio_leading(s, n, 2))
         # Leading order: relative error O(1/n), falls fourfold per fourfold n.
         rel1 = np.abs(exact / first - 1)
         np.testing.assert_allclose(rel1[:-1] / rel1[1:], 4, rtol=0.25)
