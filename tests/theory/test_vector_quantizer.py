@@ -26,17 +26,25 @@ LADDER = dict(
 )
 STEPS, EVERY = 2000, 100
 SCALES = (1e-4, 0.2, 1.0)  # tiny basis, intermediate, unit basis
+# The theory, jitted (record steps are static): called eagerly it would compile each
+# of its primitives.
+predict = jax.jit(lambda cfg, t: th.predict(cfg, np.asarray(t)), static_argnums=1)
+code_gradient = jax.jit(th.code_gradient)
+init, step = jax.jit(m.init), jax.jit(m.step)
 
 
 @pytest.fixture(scope="module")
 def ladder_runs():
     # Vanilla at a smaller step, so the recorded trajectory is not yet at its limit.
+    # Each call in one block of exactly its runs: a default block would step padding
+    # runs along (the block size never changes a run's numbers).
     vanilla = m.Config(quantizer="vanilla", **{**LADDER, "lr": 0.01})
     simvq = m.Config(quantizer="simvq", **LADDER)
+    sizes = dict(steps=STEPS, every=EVERY, seeds=1)
     return {
-        "vanilla": cj.simulate(m, vanilla, steps=STEPS, every=EVERY, seeds=1),
+        "vanilla": cj.simulate(m, vanilla, **sizes, block_size=1),
         "simvq": cj.sweep(
-            m, simvq, grid={"basis_scale": SCALES}, steps=STEPS, every=EVERY, seeds=1
+            m, simvq, grid={"basis_scale": SCALES}, **sizes, block_size=len(SCALES)
         ),
     }
 
@@ -50,9 +58,9 @@ def test_one_vanilla_step_moves_selected_codes_by_minus_lr_gradient_and_no_other
         lr=0.1,
         dtype="float64",
     )
-    s0 = jax.jit(m.init)(jax.random.PRNGKey(3), cfg)
-    s1 = jax.jit(m.step)(s0, cfg)
-    G = th.code_gradient(s0.params["codes"], s0.train_x)
+    s0 = init(jax.random.PRNGKey(3), cfg)
+    s1 = step(s0, cfg)
+    G = code_gradient(s0.params["codes"], s0.train_x)
     dead = np.asarray(s1.hits) == 0
     assert dead.any() and (~dead).any()
     np.testing.assert_allclose(
@@ -75,12 +83,17 @@ def test_one_simvq_step_moves_every_code_by_the_kernel_of_the_basis():
         lr=0.1,
         dtype="float64",
     )
-    s0 = jax.jit(m.init)(jax.random.PRNGKey(4), cfg)
-    s1 = jax.jit(m.step)(s0, cfg)
-    q0 = m.codes(s0.params, s0.basis, cfg)
-    q1 = m.codes(s1.params, s1.basis, cfg)
-    G = th.code_gradient(q0, s0.train_x)
-    pred = th.simvq_update(s0.basis, G, 0.1)
+    s0 = init(jax.random.PRNGKey(4), cfg)
+    s1 = step(s0, cfg)
+
+    @jax.jit
+    def codes_and_update(s0, s1):
+        q0 = m.codes(s0.params, s0.basis, cfg)
+        q1 = m.codes(s1.params, s1.basis, cfg)
+        G = th.code_gradient(q0, s0.train_x)
+        return q0, q1, th.simvq_update(s0.basis, G, 0.1)
+
+    q0, q1, pred = codes_and_update(s0, s1)
     # float64 rounding of a few matrix products of O(1) numbers.
     tol = dict(rtol=1e-10, atol=1e-13)
     np.testing.assert_allclose(s1.params["W"] - s0.params["W"], pred["W"], **tol)
@@ -96,8 +109,8 @@ def test_live_codes_at_init_match_the_voronoi_expectation(margin):
     cfg = m.Config(num_codes=32, init_margin=margin, samples=1, eval_samples=4096)
     seeds = 400  # z = 4 below: the tolerance is 4 SE of the 400-seed mean
     traj = cj.simulate(m, cfg, steps=1, every=1, seeds=seeds)
-    pred = th.predict(cfg, traj.steps)
-    bound = float(th.live_codes_deficit_bound(cfg))
+    pred = predict(cfg, tuple(traj.steps))
+    bound = float(jax.jit(th.live_codes_deficit_bound)(cfg))
     # The finite evaluation set can only miss codes (a one-sided bias <= bound), so
     # compare with the prediction shifted by half the bound, and half the bound added.
     shifted = {"live_codes": np.asarray(pred["live_codes"]) - bound / 2}
@@ -108,7 +121,7 @@ def test_live_codes_at_init_match_the_voronoi_expectation(margin):
 
 def test_vanilla_ladder_keeps_one_live_code_and_ends_at_the_data_variance(ladder_runs):
     traj = ladder_runs["vanilla"]
-    pred = th.predict(traj.cfg, traj.steps)
+    pred = predict(traj.cfg, tuple(traj.steps))
     # Deterministic (one seed, SE = 0): float64 rounding over 2000 steps.
     agreement = cj.compare(traj, pred, z=0.0, atol=1e-12, at="trajectory")
     assert agreement.passed, agreement.table()
@@ -130,8 +143,8 @@ def test_simvq_from_the_same_ladder_reaches_the_uniform_quantiser(ladder_runs):
     # residual is below float64 rounding.
     best = th.uniform_quantizer_mse(K) + th.grid_mse_shift(512)
     np.testing.assert_allclose(mse, best, rtol=1e-10)
-    pred = th.predict(
-        m.Config(quantizer="simvq", basis_scale=0.2, **LADDER), traj.steps
+    pred = predict(
+        m.Config(quantizer="simvq", basis_scale=0.2, **LADDER), tuple(traj.steps)
     )
     np.testing.assert_allclose(mse, pred["mse"][-1], rtol=1e-10)
 
