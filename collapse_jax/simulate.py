@@ -104,7 +104,9 @@ def simulate(
         (default: all local devices; ``1`` keeps everything on one).
       block_size: runs vmapped together on a device; the blocks run one after
         another. Default: sized from the per-run state so a block stays in cache on a
-        CPU, all runs at once on an accelerator. Never changes results.
+        CPU, all runs at once on an accelerator. The default depends on the model
+        only, so a seed's numbers are bitwise the same whatever seeds run beside it;
+        another block size compiles other code and agrees to rounding.
 
     Returns:
       A ``Trajectory`` with metrics ``[S, T, ...]``, ``T = steps // every + 1``, in
