@@ -11,6 +11,10 @@ from flax import struct
 import collapse_jax as cj
 from collapse_jax.models import ufm
 
+# One Config for every UFM run here (and in tests/test_resume.py): its programs compile
+# once per layout and per number of records in a chunk, so the UFM runs below keep to
+# 1-4 records per chunk, simulations to one block (up to 64 seeds), sweeps to one
+# layout (SWEEP_BLOCKS), and vary float fields only.
 CFG = ufm.Config(num_classes=3, dim=4, per_class=3, lr=0.2)
 
 
@@ -34,10 +38,11 @@ def test_same_key_gives_identical_bits_and_other_key_differs():
     assert not np.array_equal(a["loss"], c["loss"])
 
 
-@pytest.mark.parametrize("chunk", [10, 30, 70])
+# Chunks of one record, of two (an even split) and of three (the last chunk shorter).
+@pytest.mark.parametrize("chunk", [10, 20, 30])
 def test_chunked_run_equals_unchunked_bit_for_bit(chunk):
-    whole = cj.simulate(ufm, CFG, seeds=3, steps=210, every=10)
-    parts = cj.simulate(ufm, CFG, seeds=3, steps=210, every=10, chunk=chunk)
+    whole = cj.simulate(ufm, CFG, seeds=3, steps=40, every=10)
+    parts = cj.simulate(ufm, CFG, seeds=3, steps=40, every=10, chunk=chunk)
     for name in whole.metrics:
         np.testing.assert_array_equal(whole[name], parts[name], err_msg=name)
 
@@ -59,17 +64,22 @@ def test_vmapped_seeds_equal_single_seed_runs():
             )
 
 
+# The sweeps here fill 12 slots in blocks of 4, as in the padding test below: one
+# sweep program for the file.
+SWEEP_BLOCKS = dict(block_size=4)
+
+
 def test_sweep_grid_axis_equals_separate_runs():
     grid = {"lambda_w": [1e-3, 1e-2], "lr": [0.1, 0.2]}
-    tr = cj.sweep(ufm, CFG, grid, seeds=2, steps=40, every=20)
-    chex.assert_shape(tr["loss"], (4, 2, 3))
+    tr = cj.sweep(ufm, CFG, grid, seeds=3, steps=40, every=20, **SWEEP_BLOCKS)
+    chex.assert_shape(tr["loss"], (4, 3, 3))
     np.testing.assert_allclose(tr.grid["lambda_w"], [1e-3, 1e-3, 1e-2, 1e-2])
     np.testing.assert_allclose(tr.grid["lr"], [0.1, 0.2, 0.1, 0.2])
     for g in range(4):
         cfg = CFG.replace(
             lambda_w=float(tr.grid["lambda_w"][g]), lr=float(tr.grid["lr"][g])
         )
-        one = cj.simulate(ufm, cfg, seeds=2, steps=40, every=20)
+        one = cj.simulate(ufm, cfg, seeds=3, steps=40, every=20)
         np.testing.assert_allclose(tr["loss"][g], one["loss"], rtol=2e-6)
 
 
@@ -131,7 +141,9 @@ def test_divergence_is_reported_with_seed_and_step_and_other_seeds_kept():
 
 
 def test_trajectory_save_load_roundtrip_and_atomic_write(tmp_path):
-    tr = cj.sweep(ufm, CFG, {"lr": [0.1, 0.2]}, seeds=2, steps=20, every=10)
+    tr = cj.sweep(
+        ufm, CFG, {"lr": [0.1, 0.2]}, seeds=6, steps=20, every=10, **SWEEP_BLOCKS
+    )
     path = tmp_path / "run.npz"
     tr.save(path)
     back = cj.Trajectory.load(path)
@@ -143,7 +155,7 @@ def test_trajectory_save_load_roundtrip_and_atomic_write(tmp_path):
 
 
 def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch):
-    tr = cj.simulate(ufm, CFG, steps=10)
+    tr = cj.simulate(ufm, CFG, steps=20, every=10)
     path = tmp_path / "run.npz"
 
     def broken_fsync(fd):
@@ -200,12 +212,18 @@ def test_other_block_sizes_agree_to_rounding(block_size):
 
 
 def test_padding_runs_never_leak_into_the_trajectory():
-    # 3 grid points x 3 seeds in blocks of 4: 12 slots, 3 of them padding.
+    # 3 grid points x 3 seeds in blocks of 4: 12 slots, 3 of them padding, which share
+    # the last block with grid point 2's third seed.
     swept = cj.sweep(ufm, CFG, {"lr": [0.1, 0.2, 0.3]}, seeds=3, steps=20, every=10,
-                     block_size=4)  # fmt: skip
+                     **SWEEP_BLOCKS)  # fmt: skip
     chex.assert_shape(swept["loss"], (3, 3, 3))
-    last = cj.sweep(ufm, CFG, {"lr": [0.3]}, seeds=3, steps=20, every=10, block_size=4)
-    np.testing.assert_array_equal(swept["loss"][2], last["loss"][0])
+    # Grid point 2 alone, its seeds in the first block, none beside padding: 9 seeds
+    # fill the same 12 slots, so it runs the same compiled program.
+    last = cj.sweep(
+        ufm, CFG, {"lr": [0.3]}, seeds=9, steps=20, every=10, **SWEEP_BLOCKS
+    )
+    chex.assert_shape(last["loss"], (1, 9, 3))
+    np.testing.assert_array_equal(swept["loss"][2], last["loss"][0, :3])
 
 
 def test_a_changed_step_function_is_compiled_anew():
