@@ -17,8 +17,10 @@ from collapse_jax.models import ufm
 # The engine module (``collapse_jax.simulate`` the attribute is the function).
 simulate_module = sys.modules["collapse_jax.simulate"]
 
+# The Config of tests/test_engine.py; chunks of 4 records, as there, so the two files
+# share their compiled programs when they run in one process.
 CFG = ufm.Config(num_classes=3, dim=4, per_class=3, lr=0.2)
-RUN = dict(seeds=3, steps=3000, every=10, chunk=50)
+RUN = dict(seeds=3, steps=2400, every=10, chunk=40)
 
 SCRIPT = textwrap.dedent(
     """
@@ -26,7 +28,7 @@ SCRIPT = textwrap.dedent(
     import collapse_jax as cj
     from collapse_jax.models import ufm
     cfg = ufm.Config(num_classes=3, dim=4, per_class=3, lr=0.2)
-    cj.simulate(ufm, cfg, seeds=3, steps=3000, every=10, chunk=50,
+    cj.simulate(ufm, cfg, seeds=3, steps=2400, every=10, chunk=40,
                 checkpoint_dir=sys.argv[1])
     """
 )
@@ -60,7 +62,7 @@ def test_sigkilled_run_resumes_bitwise_identical(tmp_path):
 
 def test_resume_within_one_process_is_bitwise_identical(tmp_path):
     ckpt = str(tmp_path / "ckpt")
-    run = dict(seeds=2, steps=200, every=10, chunk=50)
+    run = dict(seeds=2, steps=200, every=10, chunk=40)
     first = cj.simulate(ufm, CFG, **run, checkpoint_dir=ckpt)
     assert _chunks(ckpt) == ["chunk_00000020"]  # only the newest chunk is kept
     again = cj.simulate(ufm, CFG, **run, checkpoint_dir=ckpt)  # resumes at the end
@@ -72,7 +74,7 @@ def test_resume_within_one_process_is_bitwise_identical(tmp_path):
 
 def test_checkpoint_of_a_different_run_is_refused(tmp_path, monkeypatch):
     ckpt = str(tmp_path / "ckpt")
-    cj.simulate(ufm, CFG, seeds=2, steps=100, every=10, chunk=50, checkpoint_dir=ckpt)
+    cj.simulate(ufm, CFG, seeds=2, steps=80, every=10, chunk=40, checkpoint_dir=ckpt)
 
     def compiled(plan):
         raise AssertionError("the mismatch must be found before the start program")
@@ -86,21 +88,21 @@ def test_checkpoint_of_a_different_run_is_refused(tmp_path, monkeypatch):
             ufm,
             CFG.replace(lr=0.3),
             seeds=2,
-            steps=100,
+            steps=80,
             every=10,
-            chunk=50,
+            chunk=40,
             checkpoint_dir=ckpt,
         )
     with pytest.raises(ValueError, match=r"seeds: \[0, 1\] vs \[0, 1, 2\]\)"):
         cj.simulate(
-            ufm, CFG, seeds=3, steps=100, every=10, chunk=50, checkpoint_dir=ckpt
+            ufm, CFG, seeds=3, steps=80, every=10, chunk=40, checkpoint_dir=ckpt
         )
 
 
 def test_corrupt_checkpoint_gives_a_clear_error(tmp_path):
     ckpt = tmp_path / "ckpt"
     cj.simulate(
-        ufm, CFG, seeds=2, steps=100, every=10, chunk=50, checkpoint_dir=str(ckpt)
+        ufm, CFG, seeds=2, steps=80, every=10, chunk=40, checkpoint_dir=str(ckpt)
     )
     (chunk,) = _chunks(ckpt)
     for root, _, files in os.walk(ckpt / chunk):
@@ -109,10 +111,10 @@ def test_corrupt_checkpoint_gives_a_clear_error(tmp_path):
                 handle.write(b"garbage")
     with pytest.raises(ValueError, match="could not be restored"):
         cj.simulate(
-            ufm, CFG, seeds=2, steps=100, every=10, chunk=50, checkpoint_dir=str(ckpt)
+            ufm, CFG, seeds=2, steps=80, every=10, chunk=40, checkpoint_dir=str(ckpt)
         )
     (ckpt / "run.json").write_text("{not json")
     with pytest.raises(ValueError, match="unreadable"):
         cj.simulate(
-            ufm, CFG, seeds=2, steps=100, every=10, chunk=50, checkpoint_dir=str(ckpt)
+            ufm, CFG, seeds=2, steps=80, every=10, chunk=40, checkpoint_dir=str(ckpt)
         )
