@@ -5,6 +5,7 @@ import importlib
 import importlib.util
 import pathlib
 
+import jax
 import numpy as np
 import pytest
 
@@ -28,11 +29,21 @@ NAMES = sorted(
 )
 
 
+def _jitted(predict, cfg, *args):
+    """``predict(cfg, *args)`` as one compiled program (``t`` is concrete: it sets
+    scan lengths), not one per operation; eagerly where a prediction needs concrete
+    values of the Config."""
+    try:
+        return jax.jit(lambda c: predict(c, *args))(cfg)
+    except jax.errors.JAXTypeError:
+        return predict(cfg, *args)
+
+
 def _predict(name, *args):
     theory = importlib.import_module(f"collapse_jax.theory.{name}")
     cfg = models.get(name).Config(**SMALL[name])
     try:
-        return theory.predict(cfg, *args)
+        return _jitted(theory.predict, cfg, *args)
     except ValueError as err:  # the config lies outside the theory's premises
         return err
 
@@ -97,7 +108,8 @@ def test_the_limit_is_where_the_time_resolved_prediction_ends(name):
     overrides, late = LATE[name]
     theory = importlib.import_module(f"collapse_jax.theory.{name}")
     cfg = models.get(name).Config(**overrides)
-    limit, end = theory.predict(cfg), theory.predict(cfg, np.array([0, late]))
+    limit = _jitted(theory.predict, cfg)
+    end = _jitted(theory.predict, cfg, np.array([0, late]))
     assert limit, f"{name}: no limit for a config its time-resolved theory covers"
     for metric, value in limit.items():
         np.testing.assert_allclose(
