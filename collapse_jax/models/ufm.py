@@ -164,12 +164,16 @@ def _draw_inputs(key: jax.Array, cfg: Config) -> jax.Array:
 def init(key: jax.Array, cfg: Config) -> State:
     """Gaussian W, H with std ``init_scale``; b = 0. Tethered: X drawn (see above)
     and H = X + that Gaussian."""
-    kw, kh = jax.random.split(key)
     dtype = jnp.dtype(cfg.dtype)
     K, d = cfg.num_classes, cfg.dim
+    # One draw for W and H: XLA on CPU compiles each vmapped random draw for about a
+    # second, so two would double the cost of every start program.
+    z = jax.random.normal(
+        jax.random.split(key)[0], (K * d + d * cfg.num_columns,), dtype
+    )
     params = Params(
-        W=cfg.init_scale * jax.random.normal(kw, (K, d), dtype),
-        H=cfg.init_scale * jax.random.normal(kh, (d, cfg.num_columns), dtype),
+        W=cfg.init_scale * z[: K * d].reshape(K, d),
+        H=cfg.init_scale * z[K * d :].reshape(d, cfg.num_columns),
         b=jnp.zeros((K,), dtype),
     )
     inputs = None
