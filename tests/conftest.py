@@ -15,8 +15,13 @@ on one worker, so module fixtures and the programs a file's tests share are buil
 the model-contract tests are grouped by model instead, to spread the largest file."""
 
 import os
+import sys
 
 os.environ.setdefault("COLLAPSE_JAX_CPU_DEVICES", "1")
+
+# tests/model_runs.py is shared by several test files (--import-mode=importlib does
+# not put tests/ on the path itself).
+sys.path.insert(0, os.path.dirname(__file__))
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

@@ -5,21 +5,18 @@ tests/test_model_contract.py. Each check is one jitted function per config: eage
 would compile every primitive on its own.
 """
 
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
+import model_runs
 import numpy as np
 import pytest
 
 from collapse_jax.models import linear_contrastive as m
 
-
-@jax.jit
-def _run(key, cfg, steps):
-    """``(state, observe(state))`` after ``steps`` steps from ``init(key)``: one
-    program per config (``steps`` is traced, so the loop body is compiled once)."""
-    state = jax.lax.fori_loop(0, steps, lambda _, s: m.step(s, cfg), m.init(key, cfg))
-    return state, m.observe(state, cfg)
+_run = functools.partial(model_runs.run, m)  # (key, cfg, steps) -> (state, obs)
 
 
 # Minibatch float64 config: the float64 run and the large-batch loss share its program.

@@ -15,9 +15,9 @@ in float fields, so they share one compiled body, as the points of a sweep do.
 
 import jax
 import jax.numpy as jnp
+import model_runs
 import numpy as np
 import pytest
-from jax import lax
 
 import collapse_jax as cj
 from collapse_jax.models import ufm
@@ -84,25 +84,7 @@ RUNS = {
 
 
 def _final_observations(cfg, keys, steps):
-    """``[P, S]`` observations after ``steps`` steps; ``cfg`` leaves are ``[P]``.
-
-    The P·S runs go one after another (``lax.map``): a batched program (``vmap``) of
-    the metrics' linear algebra takes about twice as long to compile.
-    """
-    points, seeds = jax.tree.leaves(cfg)[0].shape[0], keys.shape[0]
-
-    def run(args):
-        c, key = args
-        state = ufm.init(key, c)
-        state = lax.fori_loop(0, steps, lambda _, s: ufm.step(s, c), state)
-        return ufm.observe(state, c)
-
-    runs = (
-        jax.tree.map(lambda x: jnp.repeat(x, seeds, axis=0), cfg),
-        jnp.tile(keys, (points, 1)),
-    )
-    out = lax.map(run, runs)
-    return jax.tree.map(lambda x: x.reshape((points, seeds) + x.shape[1:]), out)
+    return model_runs.final_observations(ufm, cfg, keys, steps)
 
 
 @jax.jit

@@ -16,6 +16,7 @@ Identities on logits hold to rounding (rtol 1e-12).
 
 import jax
 import jax.numpy as jnp
+import model_runs
 import numpy as np
 import pytest
 from jax import lax
@@ -353,25 +354,7 @@ SWEEPS = {
 
 
 def _final_observations(cfg, keys, steps):
-    """``[G, S]`` observations after ``steps`` steps; ``cfg`` leaves are ``[G]``.
-
-    The G·S runs go one after another (``lax.map``): a batched program (``vmap``) of
-    the metrics' linear algebra takes about twice as long to compile.
-    """
-    points, seeds = jax.tree.leaves(cfg)[0].shape[0], keys.shape[0]
-
-    def run(args):
-        c, key = args
-        state = ufm.init(key, c)
-        state = lax.fori_loop(0, steps, lambda _, s: ufm.step(s, c), state)
-        return ufm.observe(state, c)
-
-    runs = (
-        jax.tree.map(lambda x: jnp.repeat(x, seeds, axis=0), cfg),
-        jnp.tile(keys, (points, 1)),
-    )
-    out = lax.map(run, runs)
-    return jax.tree.map(lambda x: x.reshape((points, seeds) + x.shape[1:]), out)
+    return model_runs.final_observations(ufm, cfg, keys, steps)
 
 
 @jax.jit
