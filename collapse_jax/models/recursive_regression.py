@@ -205,36 +205,59 @@ def _normal(v: jax.Array) -> jax.Array:
     return jnp.sqrt(jnp.asarray(2.0, v.dtype)) * jax.scipy.special.erfinv(v)
 
 
-_GAMMA_ROUNDS = 16  # proposals per Gamma draw; see _gamma_from_uniforms
+_GAMMA_MAX_ROUNDS = 64  # proposal rounds before a Gamma draw gives up (NaN)
 
 
-def _gamma_from_uniforms(v: jax.Array, alpha: jax.Array) -> jax.Array:
-    """``Gamma(alpha)`` draws (``alpha >= 0.5``, shape ``[m]``) from uniforms ``v``.
+def _gamma(key: jax.Array, alpha: jax.Array, boost: jax.Array) -> jax.Array:
+    """``[m]`` ``Gamma(alpha)`` draws (``alpha >= 0.5``) from ``key``.
 
     Marsaglia & Tsang (2000) rejection sampler on ``a = alpha + 1 >= 1.5`` with the
-    boost ``Gamma(α) = Gamma(α + 1) · U^(1/α)``. ``v`` is ``[2R + 1, m]`` (−1, 1)
-    uniforms: R proposals (a normal and a uniform each) and the boost uniform; the
-    first accepted proposal is returned. For ``a >= 1`` each proposal is accepted
-    with probability > 0.95, so all R = 16 fail with probability < 0.05^16 < 1e-20;
-    that event returns NaN (reported by the engine as a divergence), never a wrong
-    value. One random-bits call per draw keeps compilation short on CPU (the
-    looped ``jax.random.gamma`` takes seconds to compile).
+    boost ``Gamma(α) = Gamma(α + 1) · U^(1/α)``, ``boost`` the ``[m]`` uniforms
+    ``U`` in (0, 1). Proposals come in rounds, round ``r`` from ``fold_in(key, r)``,
+    until every draw has accepted one; each draw keeps its first accepted proposal,
+    so it depends on its own key only, never on the draws beside it under ``vmap``.
+    For ``a >= 1`` a proposal is accepted with probability > 0.95: a batch of
+    thousands of draws needs a few rounds, and a draw still unaccepted after
+    ``_GAMMA_MAX_ROUNDS`` (probability < 0.05^64) returns NaN, which the engine
+    reports as a divergence, never a wrong value.
     """
-    R = (v.shape[0] - 1) // 2
+    (m,) = alpha.shape
+    dtype = alpha.dtype
     a = alpha + 1.0
     dd = a - 1.0 / 3.0
     c = 1.0 / jnp.sqrt(9.0 * dd)
-    x = _normal(v[:R])
-    u = (v[R : 2 * R] + 1.0) / 2.0
-    cube = (1.0 + c[None, :] * x) ** 3
-    safe = jnp.where(cube > 0, cube, 1.0)
-    log_ratio = 0.5 * x**2 + dd[None, :] * (1.0 - cube + jnp.log(safe))
-    ok = (cube > 0) & (jnp.log(u) < log_ratio)
-    first = jnp.argmax(ok, axis=0)
-    g = dd * jnp.take_along_axis(cube, first[None, :], axis=0)[0]
-    g = jnp.where(jnp.any(ok, axis=0), g, jnp.nan)
-    boost = (v[2 * R] + 1.0) / 2.0
+
+    def propose(carry):
+        r, g, done = carry
+        v = _signed_uniform(jax.random.fold_in(key, r), (2, m), dtype)
+        x = _normal(v[0])
+        u = (v[1] + 1.0) / 2.0
+        cube = (1.0 + c * x) ** 3
+        safe = jnp.where(cube > 0, cube, 1.0)
+        log_ratio = 0.5 * x**2 + dd * (1.0 - cube + jnp.log(safe))
+        ok = (cube > 0) & (jnp.log(u) < log_ratio)
+        return r + 1, jnp.where(ok & ~done, dd * cube, g), done | ok
+
+    def pending(carry):
+        r, _, done = carry
+        return (r < _GAMMA_MAX_ROUNDS) & ~jnp.all(done)
+
+    start = (
+        jnp.zeros((), jnp.int32),
+        jnp.full((m,), jnp.nan, dtype),
+        jnp.zeros((m,), bool),
+    )
+    _, g, _ = lax.while_loop(pending, propose, start)
     return g * boost ** (1.0 / alpha)
+
+
+def _tril_index(d: int) -> np.ndarray:
+    """``[d, d]`` positions of a flat vector's entries below the diagonal, row by
+    row; every other entry points at position ``d(d-1)/2`` (a zero appended)."""
+    index = np.full((d, d), d * (d - 1) // 2)
+    rows, cols = np.tril_indices(d, -1)
+    index[rows, cols] = np.arange(rows.size)
+    return index
 
 
 def _draw(key: jax.Array, n: jax.Array, cfg: Config, dtype):
@@ -245,12 +268,16 @@ def _draw(key: jax.Array, n: jax.Array, cfg: Config, dtype):
     ``L_kj ~ N(0, 1)`` for ``k > j``), and ``F z`` has the law of ``Xᵀε`` given X.
     """
     d = cfg.dim
-    v = _signed_uniform(key, (d + 1 + 2 * _GAMMA_ROUNDS + 1, d), dtype)
-    g = _normal(v[: d + 1])
+    below = d * (d - 1) // 2
+    k_normal, k_gamma = jax.random.split(key)
+    v = _signed_uniform(k_normal, (below + 2 * d,), dtype)
+    g = _normal(v[: below + d])  # the entries below L's diagonal, then z
+    boost = (v[below + d :] + 1.0) / 2.0
     dof = jnp.asarray(n, dtype) - jnp.arange(d, dtype=dtype)
-    diag = jnp.sqrt(2.0 * _gamma_from_uniforms(v[d + 1 :], dof / 2.0))
-    L = jnp.tril(g[:d], k=-1) + jnp.diag(diag)
-    return _scales(cfg, dtype)[:, None] * L, g[d]
+    diag = jnp.sqrt(2.0 * _gamma(k_gamma, dof / 2.0, boost))
+    padded = jnp.concatenate([g[:below], jnp.zeros((1,), dtype)])
+    L = padded[_tril_index(d)] + jnp.diag(diag)
+    return _scales(cfg, dtype)[:, None] * L, g[below:]
 
 
 def _ridge_solve(gram: jax.Array, moment: jax.Array, penalty: jax.Array) -> jax.Array:
