@@ -60,6 +60,10 @@ def seed_keys(key: int, seeds: np.ndarray) -> jax.Array:
 
 @functools.lru_cache(maxsize=64)
 def _base_key(key: int) -> np.ndarray:
+    """``PRNGKey(key)`` as a host array. A threefry key of a seed in ``[0, 2**31)``
+    is the words ``(0, key)``; written out, it costs no eager compile."""
+    if jax.config.jax_default_prng_impl == "threefry2x32" and 0 <= key < 2**31:
+        return np.array([0, key], np.uint32)
     return np.asarray(jax.random.PRNGKey(key))
 
 
@@ -243,14 +247,17 @@ def _loop(count, body, init):
     return lax.fori_loop(0, count, body, init)
 
 
-def _stack_into(buffers, values, i):
+def _stack_into(buffers, values, i, axis=0):
     return jax.tree.map(
-        lambda b, v: lax.dynamic_update_index_in_dim(b, v, i, 0), buffers, values
+        lambda b, v: lax.dynamic_update_index_in_dim(b, v, i, axis), buffers, values
     )
 
 
-def _zeros_like_stacked(count: int, shapes):
-    return jax.tree.map(lambda s: jnp.zeros((count,) + s.shape, s.dtype), shapes)
+def _zeros_like_stacked(count: int, shapes, axis=0):
+    return jax.tree.map(
+        lambda s: jnp.zeros(s.shape[:axis] + (count,) + s.shape[axis:], s.dtype),
+        shapes,
+    )
 
 
 def _traced_once(fn, *args):
@@ -270,15 +277,15 @@ def _traced_once(fn, *args):
     return apply, shapes
 
 
-def _per_run(fn, layout: _Layout):
-    """Lifts ``fn(run_input, cfg)`` to leaves ``[R, ...]`` of all padded runs.
+def _per_run(block_fn, layout: _Layout):
+    """Lifts ``block_fn(block_inputs, block_cfg, counts)`` to leaves ``[R, ...]`` of
+    all padded runs.
 
-    Each device gets ``R / devices`` runs and maps ``fn`` over them in blocks of
-    ``layout.block``: a loop over blocks of a ``vmap``. ``fn`` and the returned
-    function take ``counts`` last (see ``_Compiled``), the block count first.
+    ``block_fn`` takes one block: leaves ``[layout.block, ...]``, and the Config
+    with a leading ``[layout.block]`` axis on a sweep (shared otherwise). Each device
+    gets ``R / devices`` runs and loops over its blocks. ``counts`` (see
+    ``_Compiled``) comes last, the block count first.
     """
-    cfg_axis = 0 if layout.cfg_per_run else None
-    vmapped = jax.vmap(fn, in_axes=(0, cfg_axis, None))
 
     def local(inputs, cfg, counts):
         count = jax.tree.leaves(inputs)[0].shape[0] // layout.block
@@ -294,7 +301,7 @@ def _per_run(fn, layout: _Layout):
         def block(j):
             pick = functools.partial(lax.dynamic_index_in_dim, index=j, keepdims=False)
             c = jax.tree.map(pick, cfg_blocks) if layout.cfg_per_run else cfg
-            return vmapped(jax.tree.map(pick, blocks), c, counts)
+            return block_fn(jax.tree.map(pick, blocks), c, counts)
 
         block_once, shapes = _traced_once(block, jnp.int32(0))
         out = _loop(
@@ -313,26 +320,23 @@ def _per_run(fn, layout: _Layout):
     return _shard_map(local, layout.mesh, (runs, cfg_spec, PartitionSpec()), runs)
 
 
+def _over_block(fn, layout: _Layout):
+    """``fn(state, cfg)`` vmapped over a block's runs (and its Config on a sweep)."""
+    return jax.vmap(fn, in_axes=(0, 0 if layout.cfg_per_run else None))
+
+
 class _Compiled:
     """Jitted start (init + first observe) and advance of one (init, step, observe).
 
     ``counts`` is ``int32[3]``: blocks per device, steps per record, records; passed
-    as traced values so that no loop is specialised on its trip count.
+    as traced values so that no loop is specialised on its trip count. The loops
+    over steps and records run on a whole block, a ``vmap`` of ``step`` inside
+    them: tracing then batches the model once, where a ``vmap`` around the loops
+    would batch every loop body again as a jaxpr.
     """
 
     def __init__(self, init, step, observe):
-        def advance_one(state, cfg, counts, records):
-            observe_once, shapes = _traced_once(observe, state, cfg)
-
-            def record(i, carry):
-                s, buf = carry
-                s = _loop(counts[1], lambda _, s: step(s, cfg), s)
-                return s, _stack_into(buf, observe_once(s, cfg), i)
-
-            buf = _zeros_like_stacked(records, shapes)
-            return _loop(counts[2], record, (state, buf))
-
-        def start_one(run, cfg, counts):
+        def start_one(run, cfg):
             base, seed = run  # the seed's key is derived here, inside the program
             state = init(jax.random.fold_in(base, seed), cfg)
             return state, observe(state, cfg)
@@ -340,11 +344,27 @@ class _Compiled:
         # One program for the initial states and their first record: every distinct
         # config costs its compiles, and a compile costs far more than these steps.
         def run_start(runs, cfg, counts, layout):
-            return _per_run(start_one, layout)(runs, cfg, counts)
+            start_block = _over_block(start_one, layout)
+            return _per_run(lambda r, c, _: start_block(r, c), layout)(
+                runs, cfg, counts
+            )
 
         def run_advance(state, cfg, counts, layout, records):
-            fn = functools.partial(advance_one, records=records)
-            return _per_run(fn, layout)(state, cfg, counts)
+            step_block = _over_block(step, layout)
+            observe_block = _over_block(observe, layout)
+
+            def advance_block(state, cfg, counts):
+                observe_once, shapes = _traced_once(observe_block, state, cfg)
+
+                def record(i, carry):
+                    s, buf = carry
+                    s = _loop(counts[1], lambda _, s: step_block(s, cfg), s)
+                    return s, _stack_into(buf, observe_once(s, cfg), i, axis=1)
+
+                buf = _zeros_like_stacked(records, shapes, axis=1)  # [block, n, ...]
+                return _loop(counts[2], record, (state, buf))
+
+            return _per_run(advance_block, layout)(state, cfg, counts)
 
         self.start = jax.jit(run_start, static_argnums=(3,))
         self.advance = jax.jit(run_advance, static_argnums=(3, 4))
@@ -387,9 +407,10 @@ class _Plan:
     def records(self) -> int:
         return self.steps // self.every
 
-    def counts(self, records: int) -> jax.Array:
+    def counts(self, records: int) -> np.ndarray:
         """The loop trip counts ``[blocks per device, every, records]``."""
-        return jnp.array([self.blocks_per_device, self.every, records], jnp.int32)
+        # host ints: an eager jnp.array would compile a conversion in every process
+        return np.array([self.blocks_per_device, self.every, records], np.int32)
 
     @property
     def padded(self) -> int:
@@ -509,7 +530,8 @@ def _run_shapes(model, cfg, grid: bool) -> _RunShapes:
             names[:] = list(out) if isinstance(out, Mapping) else []
             return out
 
-        state = jax.eval_shape(model.init, jax.random.PRNGKey(0), one_cfg)
+        raw_key = jax.ShapeDtypeStruct((2,), jnp.uint32)  # as start_one passes it
+        state = jax.eval_shape(model.init, raw_key, one_cfg)
         record = jax.eval_shape(observe, state, one_cfg)
         size = max(1, _tree_bytes(state) + _tree_bytes(record))
         _RUN_SHAPES[key] = _RunShapes(size, tuple(names))
