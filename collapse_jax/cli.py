@@ -25,9 +25,11 @@ import os
 import pkgutil
 import shlex
 import shutil
+import signal
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 import traceback
 import warnings
@@ -1099,6 +1101,25 @@ def _interrupted(args, argv: list[str]) -> str:
     )
 
 
+def _exit_on_interrupt(args, argv: list[str]) -> None:
+    """Ctrl-C prints how to resume and exits 130 from the signal handler itself.
+
+    A KeyboardInterrupt raised while Python runs a finaliser or a callback (of JAX,
+    orbax or the progress bar) is printed as ignored and the run goes on; exiting in
+    the handler cannot be swallowed. A checkpoint being committed in orbax's threads
+    is abandoned; the previous complete checkpoint is intact and is what a rerun
+    resumes from.
+    """
+
+    def handler(signum, frame):
+        print(f"\n{_PROG}: {_interrupted(args, argv)}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(130)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, handler)
+
+
 def _quiet_stdout() -> None:
     """After a closed pipe: send what Python still flushes at exit to /dev/null."""
     try:
@@ -1121,6 +1142,8 @@ def main(argv: list[str] | None = None) -> int:
             args = parser.parse_args(argv)
         except SystemExit as done:  # --help, --version or a usage error
             return done.code if isinstance(done.code, int) else 0
+        if command_line:
+            _exit_on_interrupt(args, argv)
         code = args.func(args)
         sys.stdout.flush()
         return code
@@ -1130,12 +1153,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()
         print(f"{_PROG}: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # in-process callers (a command line exits in
+        # _exit_on_interrupt's handler, or here if Ctrl-C came before it was set)
         print(f"\n{_PROG}: {_interrupted(args, argv)}", file=sys.stderr, flush=True)
         if command_line:
-            # A checkpoint being committed in orbax's threads cannot finish once the
-            # interpreter shuts down and prints tracebacks; the previous complete
-            # checkpoint is intact and is what a rerun resumes from.
             sys.stdout.flush()
             os._exit(130)
         return 130
