@@ -47,6 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from collapse_jax import random as cr
 from collapse_jax._config import check_choice, check_dtype, check_int, check_range
 
 __all__ = ["Config", "State", "forward", "init", "loss", "observe", "step"]
@@ -160,7 +161,7 @@ def _draw(key, cfg: Config):
     L, H, dh, dm = cfg.depth, cfg.heads, cfg.head_dim, cfg.mlp_hidden
     shapes = _shapes(cfg)
     sizes = [int(np.prod(v)) for v in shapes.values()]
-    flat = jax.random.normal(key, (sum(sizes),), dtype)
+    flat = cr.normal(key, (sum(sizes),), dtype)
     parts = jnp.split(flat, np.cumsum(sizes)[:-1])
     g = {n: p.reshape(shapes[n]) for n, p in zip(shapes, parts, strict=True)}
     one = jnp.asarray(1.0, dtype)

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from collapse_jax import random as cr
 from collapse_jax._config import check_choice, check_dtype, check_int, check_range
 
 __all__ = ["Config", "State", "init", "observe", "step"]
@@ -70,7 +71,7 @@ def step(state: State, cfg: Config) -> State:
     key, sub = jax.random.split(state.key)
     p = state.p
     cdf = jnp.cumsum(p)
-    u = jax.random.uniform(sub, (cfg.samples,), p.dtype) * cdf[-1]
+    u = cr.uniform(sub, (cfg.samples,), p.dtype) * cdf[-1]
     # side="right": a symbol of probability 0 (a flat step of the CDF) is never drawn.
     idx = jnp.searchsorted(cdf, u, side="right")
     idx = jnp.minimum(idx, cfg.num_symbols - 1)

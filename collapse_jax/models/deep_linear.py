@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from collapse_jax import random as cr
 from collapse_jax._config import check_choice, check_dtype, check_int, check_range
 
 __all__ = ["Config", "State", "init", "loss", "observe", "step"]
@@ -135,7 +136,7 @@ def _product(weights) -> jax.Array:
 
 def _orthonormal(key, n: int, k: int, dtype) -> jax.Array:
     """``[n, k]`` with orthonormal columns (QR of a Gaussian, signs fixed)."""
-    q, r = jnp.linalg.qr(jax.random.normal(key, (n, k), dtype))
+    q, r = jnp.linalg.qr(cr.normal(key, (n, k), dtype))
     return q * jnp.sign(jnp.diagonal(r))[None, :]
 
 
@@ -148,8 +149,7 @@ def init(key: jax.Array, cfg: Config) -> State:
     scale = jnp.asarray(cfg.init_scale, dtype)
     if cfg.init == "random":
         weights = tuple(
-            scale * jax.random.normal(keys[l], (dims[l + 1], dims[l]), dtype)
-            for l in range(L)
+            scale * cr.normal(keys[l], (dims[l + 1], dims[l]), dtype) for l in range(L)
         )
         return State(weights)
     E_in = jnp.eye(cfg.in_dim, M, dtype=dtype)  # V: first M input directions

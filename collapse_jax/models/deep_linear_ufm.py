@@ -23,6 +23,7 @@ import numpy as np
 from flax import struct
 
 from collapse_jax import metrics as M
+from collapse_jax import random as cr
 from collapse_jax._config import (
     ClassSizes,
     check_choice,
@@ -107,12 +108,12 @@ def init(key: jax.Array, cfg: Config) -> State:
     K, d, N, L = cfg.num_classes, cfg.dim, cfg.num_samples, cfg.depth
     keys = jax.random.split(key, L + 1)
     scale = jnp.asarray(cfg.init_scale, dtype)
-    H = scale * jax.random.normal(keys[0], (d, N), dtype)
+    H = scale * cr.normal(keys[0], (d, N), dtype)
     shapes = [(d, d)] * (L - 1) + [(K, d)]
     Ws = tuple(
         scale
         * jnp.asarray(1.0 / np.sqrt(d), dtype)
-        * jax.random.normal(keys[l + 1], shapes[l], dtype)
+        * cr.normal(keys[l + 1], shapes[l], dtype)
         for l in range(L)
     )
     return State(Params(H=H, Ws=Ws, b=jnp.zeros((K,), dtype)))

@@ -30,6 +30,7 @@ from flax import struct
 from jax.scipy.special import logsumexp
 
 from collapse_jax import datasets
+from collapse_jax import random as cr
 from collapse_jax._config import check_choice, check_dtype, check_int, check_range
 
 __all__ = ["Config", "State", "init", "observe", "step"]
@@ -165,7 +166,7 @@ def _sample(key, weights, means, covs, n: int):
     """``[n, d]`` draws of the mixture."""
     k_comp, k_z = jax.random.split(key)
     comp = jax.random.categorical(k_comp, jnp.log(weights), shape=(n,))
-    z = jax.random.normal(k_z, (n, means.shape[-1]), means.dtype)
+    z = cr.normal(k_z, (n, means.shape[-1]), means.dtype)
     chol = jnp.linalg.cholesky(covs)[comp]  # [n, d, d]
     return means[comp] + jnp.einsum("nij,nj->ni", chol, z)
 

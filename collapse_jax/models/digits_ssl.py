@@ -32,6 +32,7 @@ import numpy as np
 from flax import struct
 
 from collapse_jax import datasets
+from collapse_jax import random as cr
 from collapse_jax._config import check_choice, check_dtype, check_int, check_range
 from collapse_jax.metrics import spectral
 
@@ -149,7 +150,7 @@ def _augment(key, x, mean, cfg: Config):
         padded, offsets
     )
     flat = crop.reshape(x.shape[0], -1)
-    noise = jax.random.normal(k_noise, flat.shape, flat.dtype)
+    noise = cr.normal(k_noise, flat.shape, flat.dtype)
     return flat + cfg.noise * noise - mean[None, :]
 
 

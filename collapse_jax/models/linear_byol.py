@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from collapse_jax import random as cr
 from collapse_jax._config import check_choice, check_dtype, check_int, check_range
 from collapse_jax.metrics import spectral
 
@@ -90,7 +91,7 @@ class State(NamedTuple):
 
 
 def _orthogonal(key, d, dtype):
-    Q, R = jnp.linalg.qr(jax.random.normal(key, (d, d), dtype))
+    Q, R = jnp.linalg.qr(cr.normal(key, (d, d), dtype))
     return Q * jnp.sign(jnp.diagonal(R))[None, :]
 
 
@@ -103,8 +104,8 @@ def init(key: jax.Array, cfg: Config) -> State:
         W = U @ (jnp.sqrt(s0)[:, None] * V.T)
         Wp = cfg.p0 * (U @ U.T)
     else:
-        W = jnp.sqrt(cfg.s0 / d) * jax.random.normal(ku, (d, d), dtype)
-        Wp = cfg.p0 / jnp.sqrt(d) * jax.random.normal(kv, (d, d), dtype)
+        W = jnp.sqrt(cfg.s0 / d) * cr.normal(ku, (d, d), dtype)
+        Wp = cfg.p0 / jnp.sqrt(d) * cr.normal(kv, (d, d), dtype)
     W, Wp = W.astype(dtype), Wp.astype(dtype)
     return State(W=W, Wp=Wp, Wa=W, F_hat=W @ W.T, key=key)
 
@@ -126,10 +127,10 @@ def loss(Wp, W, Wa, cfg: Config, batch=None) -> jax.Array:
 def _batch(key, cfg: Config, dtype):
     kx, k1, k2 = jax.random.split(key, 3)
     shape = (cfg.batch_size, cfg.dim)
-    x = jax.random.normal(kx, shape, dtype)
+    x = cr.normal(kx, shape, dtype)
     sd = jnp.sqrt(cfg.aug_var).astype(dtype)
-    x1 = x + sd * jax.random.normal(k1, shape, dtype)
-    x2 = x + sd * jax.random.normal(k2, shape, dtype)
+    x1 = x + sd * cr.normal(k1, shape, dtype)
+    x2 = x + sd * cr.normal(k2, shape, dtype)
     return x, (x1, x2)
 
 

@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from collapse_jax import random as cr
 from collapse_jax._config import check_choice, check_dtype, check_int, check_range
 from collapse_jax.metrics import spectral
 
@@ -107,7 +108,7 @@ def init(key: jax.Array, cfg: Config) -> State:
     W = (
         cfg.init_scale
         / jnp.sqrt(cfg.dim)
-        * jax.random.normal(sub, (cfg.embed_dim, cfg.dim), dtype)
+        * cr.normal(sub, (cfg.embed_dim, cfg.dim), dtype)
     )
     return State(W=W.astype(dtype), key=key)
 
@@ -165,14 +166,11 @@ def population_loss(W: jax.Array, cfg: Config) -> jax.Array:
 def _views(key, cfg: Config, dtype):
     kx, k1, k2 = jax.random.split(key, 3)
     shape = (cfg.batch_size, cfg.dim)
-    x = (
-        jax.random.normal(kx, shape, dtype)
-        * jnp.sqrt(data_variances(cfg, dtype))[None, :]
-    )
+    x = cr.normal(kx, shape, dtype) * jnp.sqrt(data_variances(cfg, dtype))[None, :]
     sd = jnp.sqrt(cfg.aug_var).astype(dtype)
     return (
-        x + sd * jax.random.normal(k1, shape, dtype),
-        x + sd * jax.random.normal(k2, shape, dtype),
+        x + sd * cr.normal(k1, shape, dtype),
+        x + sd * cr.normal(k2, shape, dtype),
     )
 
 

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from collapse_jax import random as cr
 from collapse_jax._config import check_choice, check_dtype, check_int, check_range
 
 __all__ = ["Config", "State", "init", "loss", "observe", "step"]
@@ -72,7 +73,7 @@ class State(NamedTuple):
 
 
 def _orthogonal(key, d, dtype):
-    Q, R = jnp.linalg.qr(jax.random.normal(key, (d, d), dtype))
+    Q, R = jnp.linalg.qr(cr.normal(key, (d, d), dtype))
     return Q * jnp.sign(jnp.diagonal(R))[None, :]
 
 

@@ -40,6 +40,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from collapse_jax import random as cr
 from collapse_jax._config import check_choice, check_dtype, check_int, check_range
 
 __all__ = ["Config", "State", "init", "loss", "mc_loss", "observe", "step"]
@@ -141,9 +142,9 @@ def _draw(key, cfg: Config, n: int, dtype) -> jax.Array:
     D, Dy = cfg.data_dim, cfg.condition_dim
     kx, ky = jax.random.split(key)
     sd = jnp.sqrt(jnp.asarray(cfg.eigenvalues, dtype))
-    x = jax.random.normal(kx, (n, D), dtype) * sd[None, :]
+    x = cr.normal(kx, (n, D), dtype) * sd[None, :]
     rho = jnp.asarray(cfg.correlation, dtype)
-    xi = jax.random.normal(ky, (n, Dy), dtype)
+    xi = cr.normal(ky, (n, Dy), dtype)
     y = rho * x[:, :Dy] / sd[None, :Dy] + jnp.sqrt(1 - rho**2) * xi
     return jnp.concatenate([x, y], axis=1)
 
@@ -175,8 +176,8 @@ def init(key: jax.Array, cfg: Config) -> State:
         moment = _population_moment(cfg, dtype)
     scale = jnp.asarray(cfg.init_scale, dtype)
     params = Params(
-        A=scale * jax.random.normal(k_a, (k, D + Dy), dtype) / math.sqrt(D + Dy),
-        W=scale * jax.random.normal(k_w, (D, k), dtype) / math.sqrt(k),
+        A=scale * cr.normal(k_a, (k, D + Dy), dtype) / math.sqrt(D + Dy),
+        W=scale * cr.normal(k_w, (D, k), dtype) / math.sqrt(k),
         G=jnp.zeros((D, Dy), dtype),
         log_s=jnp.zeros((k,), dtype),
         log_sigma2=jnp.log(jnp.asarray(cfg.sigma2, dtype)),
@@ -258,7 +259,7 @@ def _gradient(state: State, cfg: Config) -> Params:
         # cost twice the random bits.
         eps_dtype = jnp.promote_types(state.data.dtype, jnp.float32)
         eps_dtype = jnp.float32 if eps_dtype == jnp.float64 else eps_dtype
-        eps = jax.random.normal(k_eps, (cfg.batch_size, cfg.latent_dim), eps_dtype)
+        eps = cr.normal(k_eps, (cfg.batch_size, cfg.latent_dim), eps_dtype)
         eps = eps.astype(state.data.dtype)
         grads = jax.grad(mc_loss)(state.params, state.data[idx], eps, cfg)
     if not cfg.learn_sigma2:

@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from collapse_jax import random as cr
 from collapse_jax._config import check_choice, check_dtype, check_int, check_range
 
 __all__ = ["Config", "State", "init", "observe", "step"]
@@ -153,7 +154,7 @@ class Config:
         dtype = jnp.dtype(self.dtype)
         if self.reward == "zero":
             return jnp.zeros(self.num_items, dtype)
-        z = jax.random.normal(jax.random.PRNGKey(self.reward_seed), (self.num_items,))
+        z = cr.normal(jax.random.PRNGKey(self.reward_seed), (self.num_items,))
         return jnp.asarray(self.reward_scale, dtype) * z.astype(dtype)
 
     def responses(self) -> tuple[jax.Array | None, jax.Array, jax.Array]:
@@ -188,9 +189,7 @@ def _draw_wins(key, cfg: Config, R_true):
     ka, kb, ku = jax.random.split(key, 3)
     a = jax.random.randint(ka, (N,), 0, R)
     b = (a + jax.random.randint(kb, (N,), 1, R)) % R  # uniform over b ≠ a
-    first = jax.random.uniform(ku, (N,), R_true.dtype) < jax.nn.sigmoid(
-        R_true[a] - R_true[b]
-    )
+    first = cr.uniform(ku, (N,), R_true.dtype) < jax.nn.sigmoid(R_true[a] - R_true[b])
     first = first.astype(R_true.dtype)
     wins = jnp.zeros((R, R), R_true.dtype)
     return wins.at[a, b].add(first).at[b, a].add(1.0 - first)

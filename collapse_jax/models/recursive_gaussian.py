@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from collapse_jax import random as cr
 from collapse_jax._config import check_choice, check_dtype, check_int, check_range
 
 __all__ = ["Config", "State", "check_steps", "init", "observe", "step"]
@@ -107,7 +108,7 @@ def init(key: jax.Array, cfg: Config) -> State:
 
 def _sample(key, mean, cov, cfg: Config) -> jax.Array:
     """``[M, d]`` samples of N(mean, cov)."""
-    z = jax.random.normal(key, (cfg.samples, cfg.dim), mean.dtype)
+    z = cr.normal(key, (cfg.samples, cfg.dim), mean.dtype)
     if cfg.covariance == "diagonal":
         return mean[None, :] + z * jnp.sqrt(jnp.diagonal(cov))[None, :]
     return mean[None, :] + z @ jnp.linalg.cholesky(cov).T

@@ -53,6 +53,7 @@ import numpy as np
 from flax import struct
 from jax import lax
 
+from collapse_jax import random as cr
 from collapse_jax._config import check_choice, check_dtype, check_int, check_range
 
 __all__ = ["Config", "State", "init", "observe", "step"]
@@ -187,16 +188,9 @@ def _scales(cfg: Config, dtype) -> jax.Array:
 
 
 def _signed_uniform(key: jax.Array, shape, dtype) -> jax.Array:
-    """Uniform on the open interval (−1, 1): one random-bits call for many uses.
-
-    Drawn as a flat vector of at least 16 entries, then reshaped: XLA on CPU takes
-    seconds to compile a vmapped threefry for some small or 2-D shapes (e.g. (10,)
-    or (44, 10)) but a fraction of a second for flat ones of 16 or more.
-    """
-    size = int(np.prod(shape))
+    """Uniform on the open interval (−1, 1): one random-bits call for many uses."""
     low = jnp.nextafter(jnp.asarray(-1.0, dtype), jnp.asarray(0.0, dtype))
-    flat = jax.random.uniform(key, (max(size, 16),), dtype, minval=low, maxval=1.0)
-    return flat[:size].reshape(shape)
+    return cr.uniform(key, shape, dtype, minval=low, maxval=1.0)
 
 
 def _normal(v: jax.Array) -> jax.Array:

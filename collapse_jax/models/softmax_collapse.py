@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from collapse_jax import random as cr
 from collapse_jax._config import check_choice, check_dtype, check_int, check_range
 
 __all__ = [
@@ -113,7 +114,7 @@ def init(key: jax.Array, cfg: Config) -> State:
     C, d, n, pdt = cfg.num_classes, cfg.dim, cfg.samples, jnp.dtype(cfg.param_dtype)
     k_noise, k_w1, k_w2 = jax.random.split(key, 3)
     y = jnp.repeat(jnp.arange(C, dtype=jnp.int32), cfg.per_class)
-    xi = jax.random.normal(k_noise, (n // 2, d - C), pdt)
+    xi = cr.normal(k_noise, (n // 2, d - C), pdt)
     xi = jnp.stack([xi, -xi], axis=1).reshape(n, d - C)  # pairs ±ξ within a class
     means = cfg.margin * jax.nn.one_hot(y, C, dtype=pdt)
     x = jnp.concatenate([means, cfg.noise * xi], axis=1)
@@ -122,12 +123,12 @@ def init(key: jax.Array, cfg: Config) -> State:
             jnp.full((C, C), 1.0 / C, pdt), ((0, 0), (0, d - C))
         )
         W = (cfg.init_gap / cfg.margin) * centred
-        W = W + cfg.init_scale * jax.random.normal(k_w1, (C, d), pdt)
+        W = W + cfg.init_scale * cr.normal(k_w1, (C, d), pdt)
         params = (W.astype(pdt),)
     else:
         h = cfg.hidden
-        W1 = jax.random.normal(k_w1, (h, d), pdt) / jnp.sqrt(jnp.asarray(d, pdt))
-        W2 = cfg.init_scale * jax.random.normal(k_w2, (C, h), pdt)
+        W1 = cr.normal(k_w1, (h, d), pdt) / jnp.sqrt(jnp.asarray(d, pdt))
+        W2 = cfg.init_scale * cr.normal(k_w2, (C, h), pdt)
         W2 = W2 / jnp.sqrt(jnp.asarray(h, pdt))
         params = (W1, W2)
     return State(params=params, x=x, y=y)

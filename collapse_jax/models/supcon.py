@@ -28,6 +28,7 @@ import optax
 from flax import struct
 
 from collapse_jax import metrics as M
+from collapse_jax import random as cr
 from collapse_jax._config import (
     ClassSizes,
     check_choice,
@@ -88,7 +89,7 @@ def _optimizer(cfg: Config) -> optax.GradientTransformation:
 def init(key: jax.Array, cfg: Config) -> State:
     """Rows of ``u`` uniform on the unit sphere; with ``relu`` in the positive orthant
     (|Gaussian| entries), since an embedding with no positive entry is undefined."""
-    z = jax.random.normal(key, (cfg.num_samples, cfg.dim), jnp.dtype(cfg.dtype))
+    z = cr.normal(key, (cfg.num_samples, cfg.dim), jnp.dtype(cfg.dtype))
     if cfg.relu:
         z = jnp.abs(z)
     u = z / jnp.linalg.norm(z, axis=1, keepdims=True)

@@ -41,6 +41,7 @@ import optax
 from flax import struct
 
 from collapse_jax import metrics as M
+from collapse_jax import random as cr
 from collapse_jax._config import (
     ClassSizes,
     check_choice,
@@ -152,9 +153,9 @@ def _draw_inputs(key: jax.Array, cfg: Config) -> jax.Array:
     ku, ke = jax.random.split(key)
     dtype = jnp.dtype(cfg.dtype)
     K, d, N = cfg.num_classes, cfg.dim, cfg.num_samples
-    U, _ = jnp.linalg.qr(jax.random.normal(ku, (d, K), dtype))
+    U, _ = jnp.linalg.qr(cr.normal(ku, (d, K), dtype))
     Y = _onehot(cfg, dtype)
-    G = jax.random.normal(ke, (d, N), dtype)
+    G = cr.normal(ke, (d, N), dtype)
     G = G - (G @ Y.T / jnp.asarray(cfg.counts, dtype)[None, :]) @ Y  # class-centred
     u, _, vt = jnp.linalg.svd(G, full_matrices=False)  # rows of vt ⊥ rows of Y
     E = cfg.input_noise * jnp.sqrt(jnp.asarray(N, dtype)) * (u @ vt)
@@ -168,9 +169,7 @@ def init(key: jax.Array, cfg: Config) -> State:
     K, d = cfg.num_classes, cfg.dim
     # One draw for W and H: XLA on CPU compiles each vmapped random draw for about a
     # second, so two would double the cost of every start program.
-    z = jax.random.normal(
-        jax.random.split(key)[0], (K * d + d * cfg.num_columns,), dtype
-    )
+    z = cr.normal(jax.random.split(key)[0], (K * d + d * cfg.num_columns,), dtype)
     params = Params(
         W=cfg.init_scale * z[: K * d].reshape(K, d),
         H=cfg.init_scale * z[K * d :].reshape(d, cfg.num_columns),

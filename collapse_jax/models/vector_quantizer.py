@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from collapse_jax import random as cr
 from collapse_jax._config import check_choice, check_dtype, check_int, check_range
 
 __all__ = ["Config", "State", "codes", "init", "loss", "observe", "step"]
@@ -109,12 +110,12 @@ def _sample(key, n, cfg: Config, dtype):
     """``[n, d]`` i.i.d. samples of the data distribution."""
     d = cfg.dim
     if cfg.data == "uniform":
-        return jax.random.uniform(key, (n, d), dtype)
+        return cr.uniform(key, (n, d), dtype)
     k_comp, k_noise = jax.random.split(key)
     M = cfg.num_components
     comp = jax.random.randint(k_comp, (n,), 0, M)
     means = (comp.astype(dtype)[:, None] + 0.5) / M  # on the diagonal of [0, 1]^d
-    noise = jax.random.normal(k_noise, (n, d), dtype)
+    noise = cr.normal(k_noise, (n, d), dtype)
     return means + jnp.asarray(cfg.mixture_std, dtype) * noise
 
 
@@ -137,7 +138,7 @@ def init(key: jax.Array, cfg: Config) -> State:
     k_codes, k_train, k_eval, k_run = jax.random.split(key, 4)
     if cfg.codebook_init == "uniform":
         a = jnp.asarray(cfg.init_margin, dtype)
-        Q0 = -a + (1 + 2 * a) * jax.random.uniform(k_codes, (K, d), dtype)
+        Q0 = -a + (1 + 2 * a) * cr.uniform(k_codes, (K, d), dtype)
     else:
         ladder = cfg.init_offset + cfg.init_spacing * jnp.arange(K, dtype=dtype)
         Q0 = jnp.broadcast_to(ladder[:, None], (K, d)).astype(dtype)

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from collapse_jax import random as cr
 from collapse_jax._config import check_choice, check_dtype, check_int, check_range
 
 __all__ = ["Config", "State", "init", "observe", "step"]
@@ -119,7 +120,7 @@ def step(state: State, cfg: Config) -> State:
     key, sub = jax.random.split(state.key)
     dtype = state.seen.dtype
     cdf = jnp.cumsum(cfg.train_probs()).astype(dtype)
-    u = jax.random.uniform(sub, (cfg.batch,), dtype) * cdf[-1]
+    u = cr.uniform(sub, (cfg.batch,), dtype) * cdf[-1]
     # side="right" never lands on a token of probability 0 (a flat CDF step).
     idx = jnp.minimum(jnp.searchsorted(cdf, u, side="right"), cfg.vocab - 1)
     return State(state.seen.at[idx].set(1.0), key)
