@@ -11,6 +11,7 @@ device count, the chunk size or which other runs share the call (tested bitwise)
 A call goes through five stages: plan (check arguments, lay out runs and blocks),
 place (initial states on the devices), resume (from a checkpoint, if any), advance
 (chunks of records with a progress bar and checkpoints), assemble (the Trajectory).
+A fresh run of one chunk without checkpoints places and advances in one program.
 """
 
 from __future__ import annotations
@@ -326,7 +327,14 @@ def _over_block(fn, layout: _Layout):
 
 
 class _Compiled:
-    """Jitted start (init + first observe) and advance of one (init, step, observe).
+    """Jitted programs of one (init, step, observe).
+
+    ``start`` (init + first observe) and ``advance`` (a chunk of records) serve
+    chunked and checkpointed runs; ``whole`` is the two in one program, for a run
+    that is one chunk: every distinct program costs its tracing, lowering and
+    compile (or cache load), far more than these steps. An optimisation barrier
+    between the two halves keeps XLA from fusing across them, so ``whole`` computes
+    the bits ``start`` then ``advance`` do (tested for every model).
 
     ``counts`` is ``int32[3]``: blocks per device, steps per record, records; passed
     as traced values so that no loop is specialised on its trip count. The loops
@@ -341,8 +349,18 @@ class _Compiled:
             state = init(jax.random.fold_in(base, seed), cfg)
             return state, observe(state, cfg)
 
-        # One program for the initial states and their first record: every distinct
-        # config costs its compiles, and a compile costs far more than these steps.
+        def advance_block(state, cfg, counts, layout, records):
+            step_block = _over_block(step, layout)
+            observe_once, shapes = _traced_once(_over_block(observe, layout), state, cfg)
+
+            def record(i, carry):
+                s, buf = carry
+                s = _loop(counts[1], lambda _, s: step_block(s, cfg), s)
+                return s, _stack_into(buf, observe_once(s, cfg), i, axis=1)
+
+            buf = _zeros_like_stacked(records, shapes, axis=1)  # [block, n, ...]
+            return _loop(counts[2], record, (state, buf))
+
         def run_start(runs, cfg, counts, layout):
             start_block = _over_block(start_one, layout)
             return _per_run(lambda r, c, _: start_block(r, c), layout)(
@@ -350,24 +368,22 @@ class _Compiled:
             )
 
         def run_advance(state, cfg, counts, layout, records):
-            step_block = _over_block(step, layout)
-            observe_block = _over_block(observe, layout)
+            block_fn = functools.partial(advance_block, layout=layout, records=records)
+            return _per_run(block_fn, layout)(state, cfg, counts)
 
-            def advance_block(state, cfg, counts):
-                observe_once, shapes = _traced_once(observe_block, state, cfg)
+        def run_whole(runs, cfg, counts, layout, records):
+            start_block = _over_block(start_one, layout)
 
-                def record(i, carry):
-                    s, buf = carry
-                    s = _loop(counts[1], lambda _, s: step_block(s, cfg), s)
-                    return s, _stack_into(buf, observe_once(s, cfg), i, axis=1)
+            def whole_block(r, c, counts):
+                state, first = lax.optimization_barrier(start_block(r, c))
+                state, out = advance_block(state, c, counts, layout, records)
+                return state, first, out
 
-                buf = _zeros_like_stacked(records, shapes, axis=1)  # [block, n, ...]
-                return _loop(counts[2], record, (state, buf))
-
-            return _per_run(advance_block, layout)(state, cfg, counts)
+            return _per_run(whole_block, layout)(runs, cfg, counts)
 
         self.start = jax.jit(run_start, static_argnums=(3,))
         self.advance = jax.jit(run_advance, static_argnums=(3, 4))
+        self.whole = jax.jit(run_whole, static_argnums=(3, 4))
 
 
 # Keyed by the functions themselves: editing and reloading a model gives new functions
@@ -612,9 +628,9 @@ def _put(plan: _Plan, tree, per_run: bool = True):
     return jax.device_put(tree, NamedSharding(mesh, PartitionSpec(_RUNS)))
 
 
-def _place(plan: _Plan):
-    """Initial states ``[padded, ...]``, their records and the Config as the compiled
-    steps take it."""
+def _inputs(plan: _Plan):
+    """``(runs, cfg)`` as the compiled programs take them: every padded slot's base
+    key and seed words, and the Config (per slot on a sweep)."""
     # Host arrays throughout: an eager JAX op here would compile in every process.
     slots = _pad_index(plan)
     seed_pos = slots % len(plan.seed_ids)  # runs are grid-major: run = g * S + s
@@ -626,8 +642,19 @@ def _place(plan: _Plan):
         cfg = _put(plan, jax.tree.map(lambda x: np.asarray(x)[grid_pos], plan.cfg))
     else:
         cfg = _put(plan, plan.cfg, per_run=False)
+    return runs, cfg
+
+
+def _place(plan: _Plan, runs, cfg):
+    """Initial states ``[padded, ...]`` and their records ``[*lead, 1, ...]``."""
     state, first = plan.fns.start(runs, cfg, plan.counts(0), plan.layout)
-    return state, first, cfg
+    return state, _first_records(plan, first)
+
+
+def _first_records(plan: _Plan, first) -> dict[str, np.ndarray]:
+    return {
+        k: np.expand_dims(plan.leading(v), len(plan.lead)) for k, v in first.items()
+    }
 
 
 # --------------------------------------------------------------------------- resume
@@ -681,13 +708,10 @@ def _resume(plan: _Plan, ckpt_dir, state, first: dict[str, np.ndarray]):
 # --------------------------------------------------------------------------- advance
 
 
-def _advance(plan: _Plan, state, cfg, records, done, ckpt_dir, progress):
-    """Runs the remaining chunks; appends ``[*lead, n, ...]`` records per chunk."""
+def _progress_bar(plan: _Plan, done: int, progress):
     from tqdm import tqdm  # noqa: PLC0415
 
-    axis = len(plan.lead)
-    chunk_records = plan.chunk // plan.every
-    bar = tqdm(
+    return tqdm(
         total=plan.steps,
         initial=done * plan.every,
         desc=plan.model_name,
@@ -695,6 +719,13 @@ def _advance(plan: _Plan, state, cfg, records, done, ckpt_dir, progress):
         disable=None if progress is None else not progress,
         leave=False,
     )
+
+
+def _advance(plan: _Plan, state, cfg, records, done, ckpt_dir, progress):
+    """Runs the remaining chunks; appends ``[*lead, n, ...]`` records per chunk."""
+    axis = len(plan.lead)
+    chunk_records = plan.chunk // plan.every
+    bar = _progress_bar(plan, done, progress)
     try:
         while done < plan.records:
             n = min(chunk_records, plan.records - done)
@@ -711,6 +742,16 @@ def _advance(plan: _Plan, state, cfg, records, done, ckpt_dir, progress):
     finally:
         bar.close()
     return records
+
+
+def _run_whole(plan: _Plan, runs, cfg, progress):
+    """A fresh run of one chunk as one program: the records ``[*lead, n + 1, ...]``."""
+    n = plan.records
+    with _progress_bar(plan, 0, progress) as bar:
+        _, first, out = plan.fns.whole(runs, cfg, plan.counts(n), plan.layout, n)
+        bar.update(plan.steps)
+    first = _first_records(plan, first)
+    return {k: [v, plan.leading(out[k])] for k, v in first.items()}
 
 
 # --------------------------------------------------------------------------- assemble
@@ -755,10 +796,10 @@ def _run(
     plan = _plan(model, cfg, grid, steps, seeds, every, key, chunk, devices, block_size)
     if ckpt_dir is not None:  # a mismatched checkpoint fails before anything compiles
         _checkpoint.prepare(ckpt_dir, _fingerprint(plan))
-    state, first, run_cfg = _place(plan)
-    first = {
-        k: np.expand_dims(plan.leading(v), len(plan.lead)) for k, v in first.items()
-    }
+    runs, run_cfg = _inputs(plan)
+    if ckpt_dir is None and plan.chunk >= plan.steps:
+        return _assemble(plan, _run_whole(plan, runs, run_cfg, progress))
+    state, first = _place(plan, runs, run_cfg)
     state, records, done = _resume(plan, ckpt_dir, state, first)
     records = _advance(plan, state, run_cfg, records, done, ckpt_dir, progress)
     return _assemble(plan, records)

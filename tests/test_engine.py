@@ -84,11 +84,15 @@ def test_sweep_grid_axis_equals_separate_runs():
 
 
 def test_second_call_does_not_recompile():
-    cj.simulate(ufm, CFG, seeds=2, steps=20, every=10)
-    before = cj.simulate.__globals__["_compiled"](ufm).advance._cache_size()
-    cj.simulate(ufm, CFG.replace(lr=0.05, lambda_h=0.02), seeds=2, steps=20, every=10)
-    after = cj.simulate.__globals__["_compiled"](ufm).advance._cache_size()
-    assert after == before  # float hyperparameters are traced, not baked in
+    compiled = cj.simulate.__globals__["_compiled"](ufm)
+    programs = (compiled.start, compiled.advance, compiled.whole)
+    for chunk in (None, 10):  # one program, then chunked
+        cj.simulate(ufm, CFG, seeds=2, steps=20, every=10, chunk=chunk)
+        before = [p._cache_size() for p in programs]
+        new = CFG.replace(lr=0.05, lambda_h=0.02)
+        cj.simulate(ufm, new, seeds=2, steps=20, every=10, chunk=chunk)
+        after = [p._cache_size() for p in programs]
+        assert after == before  # float hyperparameters are traced, not baked in
 
 
 def test_bad_engine_arguments_raise_clear_errors():

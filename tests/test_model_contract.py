@@ -471,8 +471,8 @@ def _first_observation_shapes(name, cfg):
     return jax.eval_shape(model.observe, state, cfg)
 
 
-def _run(model, cfg, seeds=SEEDS):
-    return cj.simulate(model, cfg, seeds=seeds, steps=STEPS, every=EVERY)
+def _run(model, cfg, seeds=SEEDS, chunk=None):
+    return cj.simulate(model, cfg, seeds=seeds, steps=STEPS, every=EVERY, chunk=chunk)
 
 
 @functools.cache
@@ -538,7 +538,9 @@ def test_vmapped_seeds_equal_single_seed_runs(name):
     many = _three_seeds(name)
     init, step, observe = _jitted(name)
     for s in range(SEEDS):
-        alone = _run(model, cfg, seeds=[s])
+        # In chunks of one record: the split start and advance programs must give
+        # the bits of the one-program run of ``many``.
+        alone = _run(model, cfg, seeds=[s], chunk=EVERY)
         for metric in many.metrics:
             np.testing.assert_array_equal(
                 many[metric][s], alone[metric][0], err_msg=f"seed {s}: {metric}"
@@ -570,12 +572,14 @@ def test_new_float_hyperparameters_do_not_recompile(name):
         )
     # The engine's jitted programs for this model (as in tests/test_engine.py).
     compiled = cj.simulate.__globals__["_compiled"](model)
-    programs = {p: getattr(compiled, p) for p in ("start", "advance")}
-    _run(model, cfg)
-    before = {p: f._cache_size() for p, f in programs.items()}
-    _run(model, cfg.replace(**NEW_FLOATS[name]))
-    after = {p: f._cache_size() for p, f in programs.items()}
-    assert after == before, f"new float values recompiled: {before} -> {after}"
+    programs = {p: getattr(compiled, p) for p in ("start", "advance", "whole")}
+    # One program, then chunked: the shapes of the runs above, so compiles are shared.
+    for seeds, chunk in ((SEEDS, None), ([0], EVERY)):
+        _run(model, cfg, seeds=seeds, chunk=chunk)
+        before = {p: f._cache_size() for p, f in programs.items()}
+        _run(model, cfg.replace(**NEW_FLOATS[name]), seeds=seeds, chunk=chunk)
+        after = {p: f._cache_size() for p, f in programs.items()}
+        assert after == before, f"new float values recompiled: {before} -> {after}"
 
 
 def _bad_cases():

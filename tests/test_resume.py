@@ -76,7 +76,7 @@ def test_checkpoint_of_a_different_run_is_refused(tmp_path, monkeypatch):
     ckpt = str(tmp_path / "ckpt")
     cj.simulate(ufm, CFG, seeds=2, steps=80, every=10, chunk=40, checkpoint_dir=ckpt)
 
-    def compiled(plan):
+    def compiled(*args):
         raise AssertionError("the mismatch must be found before the start program")
 
     # Refused before anything compiles or runs.
