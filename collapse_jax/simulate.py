@@ -351,7 +351,9 @@ class _Compiled:
 
         def advance_block(state, cfg, counts, layout, records):
             step_block = _over_block(step, layout)
-            observe_once, shapes = _traced_once(_over_block(observe, layout), state, cfg)
+            observe_once, shapes = _traced_once(
+                _over_block(observe, layout), state, cfg
+            )
 
             def record(i, carry):
                 s, buf = carry

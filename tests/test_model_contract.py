@@ -35,8 +35,17 @@ STEPS, EVERY, SEEDS = 4, 2, 3  # one shape for every run of a model: one compile
 # Small configs: a few steps of each run in well under a second once compiled.
 SMALL = {
     "attention": dict(
-        mode="train", seq_len=4, dim=5, depth=2, heads=2, batch=2,
-        sigma_reparam=True, learn_gamma=True, mlp=True, skip=True, mlp_hidden=4,
+        mode="train",
+        seq_len=4,
+        dim=5,
+        depth=2,
+        heads=2,
+        batch=2,
+        sigma_reparam=True,
+        learn_gamma=True,
+        mlp=True,
+        skip=True,
+        mlp_hidden=4,
     ),  # fmt: skip
     "categorical_self_training": dict(num_symbols=5, samples=7, dtype="float64"),
     "deep_linear": dict(
@@ -64,7 +73,9 @@ SMALL = {
     "digits_ssl": dict(hidden=4, embed_dim=3, batch_size=4, target="ema", ema=0.5),
     # Minibatch momentum SGD on 3 images per class: split, key-driven batches, probe.
     # Hidden width >= K keeps Σ_B of the hidden features well conditioned (NC1 inverts it).
-    "digits_classifier": dict(widths=(12,), per_class=3, test_per_class=2, batch_size=12),
+    "digits_classifier": dict(
+        widths=(12,), per_class=3, test_per_class=2, batch_size=12
+    ),
     "linear_byol": dict(dim=3, batch_size=8, ema=0.5),
     "linear_contrastive": dict(dim=3, embed_dim=2, batch_size=8, loss="vicreg"),
     "linear_jepa": dict(depth=2),
