@@ -17,8 +17,8 @@ Each measurement runs in a fresh process with the persistent compilation cache
 process finds it empty (cold cache), the later ones find the programs the first one
 wrote (warm cache). In each process: one JAX call including tracing and compilation
 (or cache loading; the import of JAX is printed, not counted, as NumPy's is not),
-``--repeats`` compiled calls, and the NumPy loop, in the same
-process. Printed: the ratios NumPy / JAX including compilation (cold and warm cache)
+``--repeats`` compiled calls, and the NumPy loop (one BLAS thread, its fastest
+setting here), in the same process. Printed: the ratios NumPy / JAX including compilation (cold and warm cache)
 and compiled-only, as median [min, max] over the processes (and repeats), with the
 load average, since the machine may be shared.
 
@@ -147,7 +147,11 @@ def main():
         return
     runs = []
     with tempfile.TemporaryDirectory() as cache:
-        env = {**os.environ, "COLLAPSE_JAX_COMPILATION_CACHE": cache}
+        # One BLAS thread for NumPy: on these 10-column problems more threads only
+        # add synchronisation (the loop ran 1.4x slower with two). JAX's XLA thread
+        # pool is not OpenBLAS's, so this leaves it as it is.
+        blas = {v: "1" for v in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+        env = {**os.environ, **blas, "COLLAPSE_JAX_COMPILATION_CACHE": cache}
         for i in range(1 + args.warm):
             cmd = [sys.executable, __file__, "--child", "--repeats", str(args.repeats)]
             done = subprocess.run(
