@@ -46,7 +46,7 @@ SMALL = {
         mlp=True,
         skip=True,
         mlp_hidden=4,
-    ),  # fmt: skip
+    ),
     "categorical_self_training": dict(num_symbols=5, samples=7, dtype="float64"),
     "deep_linear": dict(
         depth=3,
