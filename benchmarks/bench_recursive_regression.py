@@ -18,9 +18,9 @@ process finds it empty (cold cache), the later ones find the programs the first 
 wrote (warm cache). In each process: one JAX call including tracing and compilation
 (or cache loading; the import of JAX is printed, not counted, as NumPy's is not),
 ``--repeats`` compiled calls, and the NumPy loop (one BLAS thread, its fastest
-setting here), in the same process. Printed: the ratios NumPy / JAX including compilation (cold and warm cache)
-and compiled-only, as median [min, max] over the processes (and repeats), with the
-load average, since the machine may be shared.
+setting here), in the same process. Printed: the ratios NumPy / JAX including
+compilation (cold and warm cache) and compiled-only, as median [min, max] over the
+processes (and repeats), with the load average, since the machine may be shared.
 
 Run: ``python benchmarks/bench_recursive_regression.py [--warm 2] [--repeats 5]``.
 """

@@ -5,10 +5,11 @@ in float32 — as (1) one `simulate` call, (2) PyTorch batched over seeds with b
 hand-written gradients, (3) PyTorch looping over seeds. Throughput is seed-steps per
 second, the median of `--repeats` timings with their min-max spread. The torch code
 times the steps only, so collapse_jax is timed as a run of 2n steps less a run of n:
-its initial states' random draws and the returned records are not counted. Each row runs twice, in two child processes: pinned to one core
-(one JAX device, one torch thread) and on every core (JAX's default here: one host
-device per core; torch with one thread per core). The roof is the best large-GEMM
-rate (JAX or torch, 2048^3 float32) divided by the step's 6 K d N GEMM FLOPs.
+its initial states' random draws and the returned records are not counted. Each row
+runs twice, in two child processes: pinned to one core (one JAX device, one torch
+thread) and on every core (JAX's default here: one host device per core; torch with
+one thread per core). The roof is the best large-GEMM rate (JAX or torch, 2048^3
+float32) divided by the step's 6 K d N GEMM FLOPs.
 
     python benchmarks/bench_ufm.py [--seeds 64 256 1024 4096] [--steps 100]
     python benchmarks/bench_ufm.py --blocks 4096   # throughput vs block size
@@ -77,11 +78,12 @@ def _jax(seeds, steps, repeats, block_size=None, model=None):
     # less one of n leaves out drawing the initial states and returning the records.
     extra = []
     for _ in range(repeats):
-        short, long = (
-            _timed(lambda n=n: run(n), 1, warm=lambda: None)[0]
-            for n in (steps, 2 * steps)
-        )
-        extra.append(long - short)
+        start = time.perf_counter()
+        run(steps)
+        middle = time.perf_counter()
+        run(2 * steps)
+        end = time.perf_counter()
+        extra.append((end - middle) - (middle - start))
     return _rates(seeds * steps, extra)
 
 

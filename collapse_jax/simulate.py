@@ -334,7 +334,7 @@ class _Compiled:
     that is one chunk: every distinct program costs its tracing, lowering and
     compile (or cache load), far more than these steps. An optimisation barrier
     between the two halves keeps XLA from fusing across them, so ``whole`` computes
-    the bits ``start`` then ``advance`` do (tested for every model).
+    the bits ``start`` then ``advance`` do (tested on models of different structure).
 
     ``counts`` is ``int32[3]``: blocks per device, steps per record, records; passed
     as traced values so that no loop is specialised on its trip count. The loops

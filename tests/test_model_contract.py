@@ -581,9 +581,11 @@ def test_new_float_hyperparameters_do_not_recompile(name):
         )
     # The engine's jitted programs for this model (as in tests/test_engine.py).
     compiled = cj.simulate.__globals__["_compiled"](model)
-    programs = {p: getattr(compiled, p) for p in ("start", "advance", "whole")}
+    # A run of one chunk is one program; the split programs are checked below.
+    programs = {"whole": compiled.whole}
     _run(model, cfg)
     before = {p: f._cache_size() for p, f in programs.items()}
+    assert all(before.values()), "the run did not use the one-program path"
     _run(model, cfg.replace(**NEW_FLOATS[name]))
     after = {p: f._cache_size() for p, f in programs.items()}
     assert after == before, f"new float values recompiled: {before} -> {after}"
@@ -604,6 +606,14 @@ def test_chunked_runs_equal_the_one_program_run(name):
     chunked = _run(model, cfg, chunk=EVERY)
     for metric in whole.metrics:
         np.testing.assert_array_equal(chunked[metric], whole[metric], err_msg=metric)
+    # The split programs, too, take new float values without recompiling.
+    compiled = cj.simulate.__globals__["_compiled"](model)
+    programs = {p: getattr(compiled, p) for p in ("start", "advance")}
+    before = {p: f._cache_size() for p, f in programs.items()}
+    assert all(before.values()), "the chunked run did not use the split programs"
+    _run(model, cfg.replace(**NEW_FLOATS[name]), chunk=EVERY)
+    after = {p: f._cache_size() for p, f in programs.items()}
+    assert after == before, f"new float values recompiled: {before} -> {after}"
 
 
 def _bad_cases():
