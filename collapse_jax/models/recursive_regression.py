@@ -54,22 +54,24 @@ from flax import struct
 from jax import lax
 
 from collapse_jax import random as cr
-from collapse_jax._config import check_choice, check_dtype, check_int, check_range
+from collapse_jax.config import (
+    _abstract,
+    check_choice,
+    check_dtype,
+    check_int,
+    check_range,
+)
 
 __all__ = ["Config", "State", "init", "observe", "step"]
 
 _DOWNSTREAM_STREAM = 0x5EED  # fold_in tag: the downstream fit's randomness
 
 
-def _is_concrete(value) -> bool:
-    return not isinstance(value, jax.core.Tracer)
-
-
 def _check_count(name: str, value, low: int, high: float = np.inf, why: str = ""):
     """An integer-valued sample count in ``[low, high]`` (a leaf: array or tracer)."""
-    if not _is_concrete(value):
-        return
     check_range(name, value)  # a finite real number first: no text, None or lists
+    if _abstract(value):  # a tracer or placeholder (jit, eval_shape, AOT lowering)
+        return
     arr = np.asarray(value, dtype=float)
     if (
         not np.all(np.isfinite(arr))

@@ -73,6 +73,17 @@ def test_bad_value_inside_a_grid_array_is_rejected():
         _cfg(real_weight=np.array([0.2, 1.2]))
 
 
+def test_config_passes_through_ahead_of_time_lowering():
+    # jit(...).trace(...).lower() rebuilds the Config with placeholder leaves; the
+    # sample-count checks must let them through as check_range does, and the
+    # lowered program must compute what the jitted call does.
+    cfg = _cfg()
+    key = jax.random.PRNGKey(0)
+    init = jax.jit(m.init)
+    compiled = init.trace(key, cfg).lower().compile()
+    np.testing.assert_array_equal(compiled(key, cfg).w_true, init(key, cfg).w_true)
+
+
 def test_sampled_gram_matrix_has_the_wishart_law_of_x_transpose_x():
     # XᵀX for T Gaussian rows N(0, Σ): mean T Σ, Var[(XᵀX)_kk] = 2 T s_k²,
     # and tr(Σ⁻¹XᵀX) ~ χ²(T d). 20000 draws; moments within 5 SE, KS p > 1e-3.
