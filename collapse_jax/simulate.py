@@ -30,7 +30,7 @@ import numpy as np
 from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from collapse_jax import _checkpoint, _runtime
+from collapse_jax import _checkpoint, _programs, _runtime
 from collapse_jax._config import config_to_dict
 from collapse_jax.trajectory import Divergence, Trajectory, grid_point
 
@@ -383,9 +383,9 @@ class _Compiled:
 
             return _per_run(whole_block, layout)(runs, cfg, counts)
 
-        self.start = jax.jit(run_start, static_argnums=(3,))
-        self.advance = jax.jit(run_advance, static_argnums=(3, 4))
-        self.whole = jax.jit(run_whole, static_argnums=(3, 4))
+        self.start = _programs.Program(run_start, static_argnums=(3,))
+        self.advance = _programs.Program(run_advance, static_argnums=(3, 4))
+        self.whole = _programs.Program(run_whole, static_argnums=(3, 4))
 
 
 # Keyed by the functions themselves: editing and reloading a model gives new functions

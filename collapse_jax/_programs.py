@@ -1,0 +1,321 @@
+"""Compiled engine programs kept on disk, keyed on the traced program.
+
+JAX's persistent compilation cache skips XLA's compile on a warm start, but it keys
+each executable on the program lowered to StableHLO, so every process still traces the
+program, lowers it and hashes the result. For the engine's programs (a vmapped model
+inside loops and a ``shard_map``) the lowering costs as much as the tracing: 0.15-0.3 s
+each on a 2-core CPU. ``Program`` keys the executable on what the lowering is computed
+from instead, so a warm start traces, hashes and loads:
+
+- the jaxpr printed in full (every equation, its parameters, nested jaxprs, avals and
+  scalar literals), the bytes of every array constant, and each equation's context;
+- the input and output pytree structures (the Config's static fields among them) and
+  every input's placement (sharding and device ids);
+- JAX's configuration (global and thread-local), the JAX, jaxlib and backend versions,
+  the devices, ``XLA_FLAGS`` and the host CPU's features.
+
+Editing a model changes the jaxpr it traces to, so stale code cannot be loaded. The
+executable is the one compiled on the first run, so a loaded program computes the same
+bits. Programs whose jaxpr prints an object address (a parameter that is a function)
+have no stable key and are compiled as usual; so are programs of several processes.
+
+Files live in ``programs/`` under JAX's compilation-cache directory, so they are on
+exactly when that cache is (see ``collapse_jax._runtime``). They are pickles and are
+read only if the current user owns them.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import platform
+import re
+import warnings
+import zlib
+
+import jax
+import numpy as np
+from jax.extend import core as jcore
+
+from collapse_jax._io import atomic_write
+
+__all__ = ["Program"]
+
+_SUBDIRECTORY = "programs"
+_ADDRESS = re.compile(r"\b0x[0-9a-fA-F]{6,}")
+_MAGIC = b"collapse_jax program 1"
+
+
+class Program:
+    """``jax.jit(fn, static_argnums)`` whose executables also persist on disk.
+
+    Called like the jitted function. Without a local compilation-cache directory, or
+    in a multi-process run, it is that jitted function.
+    """
+
+    def __init__(self, fn, static_argnums: tuple[int, ...]):
+        self._jit = jax.jit(fn, static_argnums=static_argnums)
+        self._static = frozenset(static_argnums)
+        self._loaded: dict = {}  # (id(jaxpr), placement) -> (jaxpr, Compiled)
+
+    def __call__(self, *args):
+        directory = _directory()
+        if directory is None:
+            return self._jit(*args)
+        dynamic = tuple(a for i, a in enumerate(args) if i not in self._static)
+        traced = self._jit.trace(*args)  # after the first call, a cache lookup
+        placement = _placement(dynamic)
+        memo = (id(traced.jaxpr), placement)
+        entry = self._loaded.get(memo)
+        if entry is not None:
+            return entry[1](*dynamic)
+        key = _key(traced, placement)
+        path = None if key is None else os.path.join(directory, key + ".bin")
+        compiled = None if path is None else _load(path, traced)
+        if compiled is not None:
+            try:  # a damaged file can load and fail only when run
+                out = jax.block_until_ready(compiled(*dynamic))
+            except jax.errors.JaxRuntimeError as err:
+                _discard(path, err)
+                compiled = None
+        if compiled is None:
+            compiled = _compile(traced, path)
+            out = compiled(*dynamic)
+        self._loaded[memo] = (traced.jaxpr, compiled)  # kept: its id stays unique
+        return out
+
+    def _cache_size(self) -> int:
+        """Programs held in this process (the jit's own cache, and loaded ones)."""
+        return self._jit._cache_size() + len(self._loaded)
+
+
+def _directory() -> str | None:
+    base = jax.config.jax_compilation_cache_dir
+    if not base or "://" in str(base) or jax.process_count() > 1:
+        return None
+    return os.path.join(os.fspath(base), _SUBDIRECTORY)
+
+
+def _placement(leaves_of) -> tuple:
+    """Each input leaf's sharding (None for host arrays, which jit places itself)."""
+    return tuple(
+        getattr(leaf, "sharding", None) if isinstance(leaf, jax.Array) else None
+        for leaf in jax.tree.leaves(leaves_of)
+    )
+
+
+_persistent_cache_hits = 0
+
+
+def _count_hits(event: str, **_) -> None:
+    global _persistent_cache_hits
+    if event == "/jax/compilation_cache/cache_hits":
+        _persistent_cache_hits += 1
+
+
+jax.monitoring.register_event_listener(_count_hits)
+
+
+def _compile(traced, path):
+    """Lowers and compiles; keeps the executable at ``path`` if XLA compiled it here.
+
+    An executable that JAX loaded from its own cache serialises again without some
+    of its kernels (jaxlib 0.9.0.1 on CPU: the copy loads, then fails with "Function
+    ... not found"), so only a fresh compile is kept.
+    """
+    hits = _persistent_cache_hits
+    compiled = traced.lower().compile()
+    if path is not None and _persistent_cache_hits == hits:
+        _store(path, compiled)
+    return compiled
+
+
+def _discard(path, err) -> None:
+    warnings.warn(
+        f"the compiled program {path} failed to run ({err}); compiling it again",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _load(path, traced):
+    from jax.experimental import serialize_executable  # noqa: PLC0415
+
+    try:
+        if os.stat(path).st_uid != os.getuid():
+            return None
+        with open(path, "rb") as f:
+            magic, ids, packed = f.read().split(b"\n", 2)
+        if magic != _MAGIC:
+            raise ValueError("not a program file of this version")
+        blob = zlib.decompress(packed)
+        by_id = {d.id: d for d in jax.devices()}
+        devices = [by_id[int(i)] for i in ids.split(b",")]
+        return serialize_executable.deserialize_and_load(
+            blob, traced.in_tree, traced.out_tree, execution_devices=devices
+        )
+    except FileNotFoundError:
+        return None
+    except Exception as err:  # noqa: BLE001  (a stale or damaged file: compile again)
+        warnings.warn(
+            f"could not load the compiled program {path} ({type(err).__name__}: "
+            f"{err}); compiling it again",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return None
+
+
+def _store(path, compiled) -> None:
+    """``magic``, the executable's device ids in order, the compressed executable."""
+    from jax.experimental import serialize_executable  # noqa: PLC0415
+
+    try:
+        blob, _, _ = serialize_executable.serialize(compiled)
+        devices = compiled._executable.xla_executable.local_devices()
+    except (ValueError, NotImplementedError, AttributeError):
+        return  # this executable cannot be serialised; it still runs
+    ids = ",".join(str(d.id) for d in devices).encode()
+    try:
+        # Level 1: a fifth of the size, a few milliseconds either way.
+        atomic_write(path, b"\n".join((_MAGIC, ids, zlib.compress(blob, 1))))
+    except OSError as err:
+        warnings.warn(
+            f"could not keep the compiled program in {path} ({err})",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+
+
+def _key(traced, placement) -> str | None:
+    """SHA-256 of everything the compiled program depends on; None if unstable."""
+    if traced.jaxpr.effects or _calls_host(traced.jaxpr.jaxpr):
+        return None  # an executable that calls back into Python is not kept
+    program = str(traced.jaxpr)
+    contexts = "\n".join(sorted(set(_contexts(traced.jaxpr.jaxpr))))
+    if _ADDRESS.search(program) or _ADDRESS.search(contexts):
+        return None
+    h = hashlib.sha256()
+    texts = (
+        _environment(),
+        _configuration(),
+        str(traced.in_tree),
+        str(traced.out_tree),
+        repr([_describe(s) for s in placement]),
+        contexts,
+        program,
+    )
+    for text in texts:
+        h.update(text.encode())
+        h.update(b"\0")
+    for array in _constants(traced.jaxpr):
+        h.update(f"{array.dtype}{array.shape}".encode())
+        h.update(np.ascontiguousarray(array).tobytes())
+    return h.hexdigest()
+
+
+def _describe(sharding) -> str:
+    if sharding is None:
+        return "host"
+    devices = sorted(d.id for d in sharding.device_set)
+    return f"{sharding!r} on {devices}"
+
+
+def _configuration() -> str:
+    """JAX's global settings and the thread-local ones jit keys its cache on."""
+    values = sorted((k, repr(v)) for k, v in jax.config.values.items())
+    try:
+        from jax._src import config as jax_config  # noqa: PLC0415
+
+        local = repr(jax_config.trace_context())
+    except (ImportError, AttributeError):
+        local = "unknown"
+    return f"{values}\n{local}"
+
+
+@functools.cache
+def _environment() -> str:
+    import jaxlib  # noqa: PLC0415
+
+    backend = jax.devices()[0].client
+    devices = [
+        (d.platform, d.device_kind, d.id, d.process_index) for d in jax.devices()
+    ]
+    return "\n".join(
+        (
+            f"jax {jax.__version__} jaxlib {jaxlib.__version__}",
+            f"{backend.platform} {backend.platform_version}",
+            repr(devices),
+            os.environ.get("XLA_FLAGS", ""),
+            _cpu_features(),
+        )
+    )
+
+
+def _cpu_features() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return line.strip()
+    except OSError:
+        pass
+    return f"{platform.machine()} {platform.processor()}"
+
+
+def _subjaxprs(params):
+    """The jaxprs (open, and closed with their constants) among equation parameters."""
+    for value in params.values():
+        for item in value if isinstance(value, tuple | list) else (value,):
+            if isinstance(item, jcore.ClosedJaxpr | jcore.Jaxpr):
+                yield item
+
+
+def _open(jaxpr):
+    return jaxpr.jaxpr if isinstance(jaxpr, jcore.ClosedJaxpr) else jaxpr
+
+
+def _calls_host(jaxpr) -> bool:
+    for eqn in jaxpr.eqns:
+        if eqn.effects or eqn.primitive.name.endswith("callback"):
+            return True
+        for sub in _subjaxprs(eqn.params):
+            if _calls_host(_open(sub)):
+                return True
+    return False
+
+
+def _contexts(jaxpr):
+    """Each equation's context, and the ``inline`` flag the jaxpr printer leaves out."""
+    for eqn in jaxpr.eqns:
+        yield f"{eqn.ctx!r} inline={eqn.params.get('inline')}"
+        for sub in _subjaxprs(eqn.params):
+            yield from _contexts(_open(sub))
+
+
+def _constants(closed):
+    """Every value the program holds as data: constants and literals (printed too,
+    but a printed array may be abbreviated)."""
+    for const in closed.consts:
+        yield np.asarray(const)
+    yield from _literal_arrays(closed.jaxpr)
+
+
+def _literal_arrays(jaxpr):
+    for eqn in jaxpr.eqns:
+        for var in eqn.invars:
+            if isinstance(var, jcore.Literal):
+                yield np.asarray(var.val)
+        for value in eqn.params.values():
+            if isinstance(value, np.ndarray | jax.Array):
+                yield np.asarray(value)
+        for sub in _subjaxprs(eqn.params):
+            if isinstance(sub, jcore.ClosedJaxpr):
+                yield from _constants(sub)
+            else:
+                yield from _literal_arrays(sub)
