@@ -3,25 +3,32 @@
 JAX's persistent compilation cache skips XLA's compile on a warm start, but it keys
 each executable on the program lowered to StableHLO, so every process still traces the
 program, lowers it and hashes the result. For the engine's programs (a vmapped model
-inside loops and a ``shard_map``) the lowering costs as much as the tracing: 0.15-0.3 s
-each on a 2-core CPU. ``Program`` keys the executable on what the lowering is computed
-from instead, so a warm start traces, hashes and loads:
+inside loops and a ``shard_map``) the lowering costs about as much as the tracing,
+0.15-0.3 s each on a 2-core CPU. ``Program`` keys the executable on what the lowering
+is computed from instead, so a warm start traces, hashes and loads:
 
 - the jaxpr printed in full (every equation, its parameters, nested jaxprs, avals and
-  scalar literals), the bytes of every array constant, and each equation's context;
+  literals), the bytes of every constant and literal, and each equation's context;
 - the input and output pytree structures (the Config's static fields among them) and
   every input's placement (sharding and device ids);
 - JAX's configuration (global and thread-local), the JAX, jaxlib and backend versions,
   the devices, ``XLA_FLAGS`` and the host CPU's features.
 
-Editing a model changes the jaxpr it traces to, so stale code cannot be loaded. The
-executable is the one compiled on the first run, so a loaded program computes the same
-bits. Programs whose jaxpr prints an object address (a parameter that is a function)
-have no stable key and are compiled as usual; so are programs of several processes.
+Editing a model changes the jaxpr it traces to, so stale code cannot be loaded; the
+executable is the one XLA compiled, so a loaded program computes the same bits.
+
+What a lowering would have done besides lowering is done here: jaxlib's LAPACK
+kernels look up their routines on first use in a lowering, so a program with a
+linear-algebra primitive has them looked up before it loads (without, it segfaults).
+Not kept: programs that call back into Python or whose jaxpr prints an object
+address (no stable key), executables JAX itself loaded from its cache (they
+serialise again without some kernels; only a fresh compile is kept), programs of
+several processes, and backends other than CPU, where loading has not been tested.
 
 Files live in ``programs/`` under JAX's compilation-cache directory, so they are on
-exactly when that cache is (see ``collapse_jax._runtime``). They are pickles and are
-read only if the current user owns them.
+exactly when that cache is (see ``collapse_jax._runtime``); deleting the directory is
+always safe. A file that fails to load, or to run, is reported and compiled again.
+They are pickles, read only if the current user owns them.
 """
 
 from __future__ import annotations
@@ -50,8 +57,8 @@ _MAGIC = b"collapse_jax program 1"
 class Program:
     """``jax.jit(fn, static_argnums)`` whose executables also persist on disk.
 
-    Called like the jitted function. Without a local compilation-cache directory, or
-    in a multi-process run, it is that jitted function.
+    Called like the jitted function. Without a local compilation-cache directory, on
+    a backend other than CPU, or in a multi-process run, it is that jitted function.
     """
 
     def __init__(self, fn, static_argnums: tuple[int, ...]):
@@ -70,8 +77,11 @@ class Program:
         entry = self._loaded.get(memo)
         if entry is not None:
             return entry[1](*dynamic)
-        key = _key(traced, placement)
+        primitives = _primitives(traced.jaxpr.jaxpr)
+        key = _key(traced, placement, primitives)
         path = None if key is None else os.path.join(directory, key + ".bin")
+        if path is not None and primitives & _lapack_primitives():
+            _initialize_lapack()  # its lowering would have; a segfault otherwise
         compiled = None if path is None else _load(path, traced)
         if compiled is not None:
             try:  # a damaged file can load and fail only when run
@@ -93,6 +103,8 @@ class Program:
 def _directory() -> str | None:
     base = jax.config.jax_compilation_cache_dir
     if not base or "://" in str(base) or jax.process_count() > 1:
+        return None
+    if jax.default_backend() != "cpu":  # where loading without lowering is tested
         return None
     return os.path.join(os.fspath(base), _SUBDIRECTORY)
 
@@ -192,9 +204,9 @@ def _store(path, compiled) -> None:
         )
 
 
-def _key(traced, placement) -> str | None:
+def _key(traced, placement, primitives) -> str | None:
     """SHA-256 of everything the compiled program depends on; None if unstable."""
-    if traced.jaxpr.effects or _calls_host(traced.jaxpr.jaxpr):
+    if traced.jaxpr.effects or any(p.endswith("callback") for p in primitives):
         return None  # an executable that calls back into Python is not kept
     program = str(traced.jaxpr)
     contexts = "\n".join(sorted(set(_contexts(traced.jaxpr.jaxpr))))
@@ -280,14 +292,35 @@ def _open(jaxpr):
     return jaxpr.jaxpr if isinstance(jaxpr, jcore.ClosedJaxpr) else jaxpr
 
 
-def _calls_host(jaxpr) -> bool:
+def _primitives(jaxpr) -> set[str]:
+    """Names of the primitives a jaxpr applies, nested jaxprs included."""
+    names = set()
     for eqn in jaxpr.eqns:
-        if eqn.effects or eqn.primitive.name.endswith("callback"):
-            return True
+        names.add(eqn.primitive.name)
         for sub in _subjaxprs(eqn.params):
-            if _calls_host(_open(sub)):
-                return True
-    return False
+            names |= _primitives(_open(sub))
+    return names
+
+
+@functools.cache
+def _lapack_primitives() -> frozenset[str]:
+    """The linear-algebra primitives, which lower to LAPACK kernels on CPU."""
+    from jax._src.lax import linalg  # noqa: PLC0415
+
+    return frozenset(
+        p.name for p in vars(linalg).values() if isinstance(p, jcore.Primitive)
+    )
+
+
+def _initialize_lapack() -> None:
+    """jaxlib's LAPACK kernels look up their routines (from SciPy) when a lowering
+    first needs them; a program loaded without lowering must have them looked up."""
+    try:
+        from jax._src.lib import lapack  # noqa: PLC0415
+
+        lapack._lapack.initialize()
+    except (ImportError, AttributeError):
+        pass
 
 
 def _contexts(jaxpr):
