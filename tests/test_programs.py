@@ -1,6 +1,6 @@
 """The engine's on-disk programs (collapse_jax._programs): a warm start loads the
-executable without lowering and computes the same bits; a changed program, a damaged
-file or a program without a stable key compiles again. Whole runs go in subprocesses
+executable without lowering and computes the same bits (a LAPACK kernel among them);
+a changed program, a damaged file or a program without a stable key compiles again. Whole runs go in subprocesses
 with a timeout (each needs a fresh process and its own cache directory); the key's
 contents are checked here on traced programs, which compile nothing."""
 
@@ -51,8 +51,10 @@ SCRIPT = textwrap.dedent(
             return {"key": key, "x": x}
 
         @staticmethod
-        def observe(state, cfg):
-            return {"projection": jnp.sum(weights * state["x"])}
+        def observe(state, cfg):  # eigvalsh: a LAPACK kernel on CPU
+            x = state["x"]
+            return {"projection": jnp.sum(weights * x),
+                    "top": jnp.linalg.eigvalsh(jnp.outer(x, x) + jnp.eye(3))[-1]}
 
     runs = [
         cj.simulate(Walk, Walk.Config(), seeds=4, steps=8, every=2, block_size=2),
@@ -61,7 +63,9 @@ SCRIPT = textwrap.dedent(
         cj.simulate(Walk, Walk.Config(), seeds=4, steps=8, every=2, block_size=2,
                     devices=1),
     ]  # fmt: skip
-    digest = hashlib.sha256(b"".join(r["projection"].tobytes() for r in runs))
+    digest = hashlib.sha256(
+        b"".join(r[m].tobytes() for r in runs for m in ("projection", "top"))
+    )
     programs = os.path.join(directory, "programs") if directory else None
     files = sorted(os.listdir(programs)) if programs and os.path.isdir(programs) else []
     print(json.dumps({"digest": digest.hexdigest(), "lowerings": len(lowerings),
@@ -118,7 +122,9 @@ def test_a_warm_start_loads_the_same_program_and_a_changed_one_compiles(tmp_path
 
 
 def _key(fn, *args, placement=()):
-    return _programs._key(jax.jit(fn).trace(*args), placement)
+    traced = jax.jit(fn).trace(*args)
+    primitives = _programs._primitives(traced.jaxpr.jaxpr)
+    return _programs._key(traced, placement, primitives)
 
 
 def test_the_key_covers_constants_literals_code_and_placement():
