@@ -15,7 +15,8 @@ with ``observe`` reduced to ``test_error`` (the NumPy loop fits no downstream mo
 Each measurement runs in a fresh process with the persistent compilation cache
 (``collapse_jax._runtime.enable_compilation_cache``) in a new directory: the first
 process finds it empty (cold cache), the later ones find the programs the first one
-wrote (warm cache). In each process: one JAX call including tracing and compilation
+wrote (warm cache: JAX's compiled executables and the engine's programs, which skip
+lowering; see ``collapse_jax._programs``). In each process: one JAX call including tracing and compilation
 (or cache loading; the import of JAX is printed, not counted, as NumPy's is not),
 ``--repeats`` compiled calls, and the NumPy loop (one BLAS thread, its fastest
 setting here), in the same process. Printed: the ratios NumPy / JAX including

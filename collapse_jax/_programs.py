@@ -159,7 +159,7 @@ def _load(path, traced):
     from jax.experimental import serialize_executable  # noqa: PLC0415
 
     try:
-        if os.stat(path).st_uid != os.getuid():
+        if hasattr(os, "getuid") and os.stat(path).st_uid != os.getuid():
             return None
         with open(path, "rb") as f:
             magic, ids, packed = f.read().split(b"\n", 2)
