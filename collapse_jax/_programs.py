@@ -79,14 +79,15 @@ class Program:
             return entry[1](*dynamic)
         primitives = _primitives(traced.jaxpr.jaxpr)
         key = _key(traced, placement, primitives)
+        if key is not None and primitives & _lapack_primitives():
+            if not _initialize_lapack():  # its lowering would; a segfault otherwise
+                key = None
         path = None if key is None else os.path.join(directory, key + ".bin")
-        if path is not None and primitives & _lapack_primitives():
-            _initialize_lapack()  # its lowering would have; a segfault otherwise
         compiled = None if path is None else _load(path, traced)
         if compiled is not None:
             try:  # a damaged file can load and fail only when run
                 out = jax.block_until_ready(compiled(*dynamic))
-            except jax.errors.JaxRuntimeError as err:
+            except Exception as err:  # noqa: BLE001  (compiled afresh below)
                 _discard(path, err)
                 compiled = None
         if compiled is None:
@@ -102,7 +103,9 @@ class Program:
 
 def _directory() -> str | None:
     base = jax.config.jax_compilation_cache_dir
-    if not base or "://" in str(base) or jax.process_count() > 1:
+    if not base or not jax.config.jax_enable_compilation_cache:
+        return None
+    if "://" in str(base) or jax.process_count() > 1:
         return None
     if jax.default_backend() != "cpu":  # where loading without lowering is tested
         return None
@@ -117,28 +120,35 @@ def _placement(leaves_of) -> tuple:
     )
 
 
-_persistent_cache_hits = 0
+_cache_events = {"requests": 0, "hits": 0}  # of JAX's persistent cache, this process
 
 
-def _count_hits(event: str, **_) -> None:
-    global _persistent_cache_hits
-    if event == "/jax/compilation_cache/cache_hits":
-        _persistent_cache_hits += 1
+def _count_cache_events(event: str, **_) -> None:
+    if event == "/jax/compilation_cache/compile_requests_use_cache":
+        _cache_events["requests"] += 1
+    elif event == "/jax/compilation_cache/cache_hits":
+        _cache_events["hits"] += 1
 
 
-jax.monitoring.register_event_listener(_count_hits)
+jax.monitoring.register_event_listener(_count_cache_events)
 
 
 def _compile(traced, path):
-    """Lowers and compiles; keeps the executable at ``path`` if XLA compiled it here.
+    """Lowers and compiles; keeps the executable at ``path`` if XLA compiled it now.
 
     An executable that JAX loaded from its own cache serialises again without some
     of its kernels (jaxlib 0.9.0.1 on CPU: the copy loads, then fails with "Function
-    ... not found"), so only a fresh compile is kept.
+    ... not found"). So a program is kept only if this call asked JAX's cache and
+    missed: not on a hit, and not when JAX handed back an executable it already held
+    in memory (no request then).
     """
-    hits = _persistent_cache_hits
+    before = dict(_cache_events)
     compiled = traced.lower().compile()
-    if path is not None and _persistent_cache_hits == hits:
+    fresh = (
+        _cache_events["requests"] > before["requests"]
+        and _cache_events["hits"] == before["hits"]
+    )
+    if path is not None and fresh:
         _store(path, compiled)
     return compiled
 
@@ -159,9 +169,10 @@ def _load(path, traced):
     from jax.experimental import serialize_executable  # noqa: PLC0415
 
     try:
-        if hasattr(os, "getuid") and os.stat(path).st_uid != os.getuid():
-            return None
-        with open(path, "rb") as f:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "rb") as f:
+            if not _trusted(os.fstat(f.fileno())):
+                return None
             magic, ids, packed = f.read().split(b"\n", 2)
         if magic != _MAGIC:
             raise ValueError("not a program file of this version")
@@ -183,6 +194,13 @@ def _load(path, traced):
         return None
 
 
+def _trusted(stat) -> bool:
+    """A pickle is read only from this user's file that nobody else may write."""
+    if not hasattr(os, "getuid"):
+        return True
+    return stat.st_uid == os.getuid() and not stat.st_mode & 0o022
+
+
 def _store(path, compiled) -> None:
     """``magic``, the executable's device ids in order, the compressed executable."""
     from jax.experimental import serialize_executable  # noqa: PLC0415
@@ -190,8 +208,8 @@ def _store(path, compiled) -> None:
     try:
         blob, _, _ = serialize_executable.serialize(compiled)
         devices = compiled._executable.xla_executable.local_devices()
-    except (ValueError, NotImplementedError, AttributeError):
-        return  # this executable cannot be serialised; it still runs
+    except Exception:  # noqa: BLE001  (not serialisable: it still runs)
+        return
     ids = ",".join(str(d.id) for d in devices).encode()
     try:
         # Level 1: a fifth of the size, a few milliseconds either way.
@@ -208,6 +226,13 @@ def _key(traced, placement, primitives) -> str | None:
     """SHA-256 of everything the compiled program depends on; None if unstable."""
     if traced.jaxpr.effects or any(p.endswith("callback") for p in primitives):
         return None  # an executable that calls back into Python is not kept
+    try:
+        return _digest(traced, placement)
+    except Exception:  # noqa: BLE001  (something the key cannot hold: compile as usual)
+        return None
+
+
+def _digest(traced, placement) -> str | None:
     program = str(traced.jaxpr)
     contexts = "\n".join(sorted(set(_contexts(traced.jaxpr.jaxpr))))
     if _ADDRESS.search(program) or _ADDRESS.search(contexts):
@@ -218,6 +243,8 @@ def _key(traced, placement, primitives) -> str | None:
         _configuration(),
         str(traced.in_tree),
         str(traced.out_tree),
+        repr(traced.jaxpr.in_avals),  # the printed jaxpr leaves out weak types
+        repr(traced.jaxpr.out_avals),
         repr([_describe(s) for s in placement]),
         contexts,
         program,
@@ -232,10 +259,17 @@ def _key(traced, placement, primitives) -> str | None:
 
 
 def _describe(sharding) -> str:
+    """A sharding with its devices in order (its repr names a mesh's axes only)."""
     if sharding is None:
         return "host"
-    devices = sorted(d.id for d in sharding.device_set)
-    return f"{sharding!r} on {devices}"
+    mesh = getattr(sharding, "mesh", None)
+    if isinstance(mesh, jax.sharding.Mesh):
+        return f"{sharding!r} on {_mesh_devices(mesh)}"
+    return f"{sharding!r} on {[d.id for d in sharding._device_assignment]}"
+
+
+def _mesh_devices(mesh) -> str:
+    return "empty" if mesh.empty else f"{mesh.axis_names} {mesh.device_ids.tolist()}"
 
 
 def _configuration() -> str:
@@ -312,21 +346,27 @@ def _lapack_primitives() -> frozenset[str]:
     )
 
 
-def _initialize_lapack() -> None:
+def _initialize_lapack() -> bool:
     """jaxlib's LAPACK kernels look up their routines (from SciPy) when a lowering
-    first needs them; a program loaded without lowering must have them looked up."""
+    first needs them; a program loaded without lowering must have them looked up.
+    False where this jaxlib offers no way to: such programs are compiled as usual."""
     try:
         from jax._src.lib import lapack  # noqa: PLC0415
 
         lapack._lapack.initialize()
     except (ImportError, AttributeError):
-        pass
+        return False
+    return True
 
 
 def _contexts(jaxpr):
-    """Each equation's context, and the ``inline`` flag the jaxpr printer leaves out."""
+    """Each equation's context, and what the jaxpr printer leaves out of its
+    parameters: the ``inline`` flag, and the devices of a mesh, in order."""
     for eqn in jaxpr.eqns:
         yield f"{eqn.ctx!r} inline={eqn.params.get('inline')}"
+        for value in eqn.params.values():
+            if isinstance(value, jax.sharding.Mesh):
+                yield _mesh_devices(value)
         for sub in _subjaxprs(eqn.params):
             yield from _contexts(_open(sub))
 
