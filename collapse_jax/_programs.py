@@ -8,9 +8,10 @@ inside loops and a ``shard_map``) the lowering costs about as much as the tracin
 is computed from instead, so a warm start traces, hashes and loads:
 
 - the jaxpr printed in full (every equation, its parameters, nested jaxprs, avals and
-  literals), the bytes of every constant and literal, and each equation's context;
+  literals), the bytes of every constant and literal, each equation's context, and
+  what the printer leaves out: weak types, ``inline`` flags, a mesh's devices in order;
 - the input and output pytree structures (the Config's static fields among them) and
-  every input's placement (sharding and device ids);
+  every input's placement (sharding and device ids, in order);
 - JAX's configuration (global and thread-local), the JAX, jaxlib and backend versions,
   the devices, ``XLA_FLAGS`` and the host CPU's features.
 
@@ -27,8 +28,9 @@ several processes, and backends other than CPU, where loading has not been teste
 
 Files live in ``programs/`` under JAX's compilation-cache directory, so they are on
 exactly when that cache is (see ``collapse_jax._runtime``); deleting the directory is
-always safe. A file that fails to load, or to run, is reported and compiled again.
-They are pickles, read only if the current user owns them.
+always safe. A file that fails to load, or to run, is reported and compiled again;
+so is a key that cannot be computed. The files are pickles, read only if the current
+user owns them and nobody else may write them.
 """
 
 from __future__ import annotations
