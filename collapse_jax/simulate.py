@@ -332,7 +332,8 @@ class _Compiled:
     ``start`` (init + first observe) and ``advance`` (a chunk of records) serve
     chunked and checkpointed runs; ``whole`` is the two in one program, for a run
     that is one chunk: every distinct program costs its tracing, lowering and
-    compile (or cache load), far more than these steps. An optimisation barrier
+    compile (with a warm cache: tracing, hashing and loading, see ``_programs``),
+    far more than these steps. An optimisation barrier
     between the two halves keeps XLA from fusing across them, so ``whole`` computes
     the bits ``start`` then ``advance`` do (tested on models of different structure).
 
