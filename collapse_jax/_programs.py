@@ -161,6 +161,11 @@ def _discard(path, err) -> None:
         RuntimeWarning,
         stacklevel=3,
     )
+    _remove(path)
+
+
+def _remove(path) -> None:
+    """Removes a bad file, so that it is reported once, not in every process."""
     try:
         os.unlink(path)
     except OSError:
@@ -193,6 +198,7 @@ def _load(path, traced):
             RuntimeWarning,
             stacklevel=3,
         )
+        _remove(path)
         return None
 
 
