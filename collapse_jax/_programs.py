@@ -28,9 +28,9 @@ several processes, and backends other than CPU, where loading has not been teste
 
 Files live in ``programs/`` under JAX's compilation-cache directory, so they are on
 exactly when that cache is (see ``collapse_jax._runtime``); deleting the directory is
-always safe. A file that fails to load, or to run, is reported and compiled again;
-a program whose key cannot be computed is compiled as usual. The files are pickles,
-read only if the current user owns them and nobody else may write them.
+always safe. A file that fails to load, or to run, is reported, removed and compiled
+again; a program whose key cannot be computed is compiled as usual. The files are
+pickles, read only if the current user owns them and nobody else may write them.
 """
 
 from __future__ import annotations
