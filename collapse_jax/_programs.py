@@ -334,14 +334,17 @@ def _open(jaxpr):
     return jaxpr.jaxpr if isinstance(jaxpr, jcore.ClosedJaxpr) else jaxpr
 
 
+def _equations(jaxpr):
+    """Every equation of a jaxpr, those of nested jaxprs included, in order."""
+    for eqn in jaxpr.eqns:
+        yield eqn
+        for sub in _subjaxprs(eqn.params):
+            yield from _equations(_open(sub))
+
+
 def _primitives(jaxpr) -> set[str]:
     """Names of the primitives a jaxpr applies, nested jaxprs included."""
-    names = set()
-    for eqn in jaxpr.eqns:
-        names.add(eqn.primitive.name)
-        for sub in _subjaxprs(eqn.params):
-            names |= _primitives(_open(sub))
-    return names
+    return {eqn.primitive.name for eqn in _equations(jaxpr)}
 
 
 @functools.cache
@@ -370,13 +373,11 @@ def _initialize_lapack() -> bool:
 def _contexts(jaxpr):
     """Each equation's context, and what the jaxpr printer leaves out of its
     parameters: the ``inline`` flag, and the devices of a mesh, in order."""
-    for eqn in jaxpr.eqns:
+    for eqn in _equations(jaxpr):
         yield f"{eqn.ctx!r} inline={eqn.params.get('inline')}"
         for value in eqn.params.values():
             if isinstance(value, jax.sharding.Mesh):
                 yield _mesh_devices(value)
-        for sub in _subjaxprs(eqn.params):
-            yield from _contexts(_open(sub))
 
 
 def _constants(closed):
@@ -384,11 +385,7 @@ def _constants(closed):
     but a printed array may be abbreviated)."""
     for const in closed.consts:
         yield np.asarray(const)
-    yield from _literal_arrays(closed.jaxpr)
-
-
-def _literal_arrays(jaxpr):
-    for eqn in jaxpr.eqns:
+    for eqn in _equations(closed.jaxpr):
         for var in eqn.invars:
             if isinstance(var, jcore.Literal):
                 yield np.asarray(var.val)
@@ -397,6 +394,5 @@ def _literal_arrays(jaxpr):
                 yield np.asarray(value)
         for sub in _subjaxprs(eqn.params):
             if isinstance(sub, jcore.ClosedJaxpr):
-                yield from _constants(sub)
-            else:
-                yield from _literal_arrays(sub)
+                for const in sub.consts:
+                    yield np.asarray(const)
